@@ -1,0 +1,114 @@
+//! What a plan projects and what the session holds.
+
+use crate::api::session::Session;
+use crate::plan::Lowered;
+use crate::store::StoreStats;
+
+/// A planned computation, inspectable before it runs.
+///
+/// ```
+/// let s = spillway::Session::builder().memory_limit("1GiB").build().unwrap();
+/// let x = s.ones::<f64>(&[1000, 1000], [100, 1000]).unwrap();
+/// let plan = (&x * 2.0).mean(1).unwrap().plan().unwrap();
+/// assert!(plan.num_tasks() >= 10);
+/// println!("{}", plan.explain());
+/// ```
+pub struct Plan {
+    pub(crate) lowered: Lowered,
+}
+
+impl Plan {
+    /// Number of tasks.
+    pub fn num_tasks(&self) -> usize {
+        self.lowered.tasks.len()
+    }
+
+    /// Projected peak bytes of the run under the chosen order.
+    pub fn projected_peak_bytes(&self) -> u64 {
+        self.lowered.projected_peak_bytes
+    }
+
+    /// The largest projected bytes of one task.
+    pub fn max_task_bytes(&self) -> u64 {
+        self.lowered.tasks.iter().map(|t| t.projected_bytes()).max().unwrap_or(0)
+    }
+
+    /// Number of stages (fused runs of operations ending in a reduction, persist or write).
+    pub fn num_stages(&self) -> usize {
+        self.lowered.stages.len()
+    }
+
+    /// A readable description: stages, their task counts and projected bytes, what was fused.
+    pub fn explain(&self) -> String {
+        self.lowered.explain()
+    }
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.explain())
+    }
+}
+
+/// Memory figures of a session: the engine's account and the OS's.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MemoryReport {
+    /// The memory limit.
+    pub limit_bytes: u64,
+    /// Bytes reserved now.
+    pub reserved_bytes: u64,
+    /// Most bytes ever reserved at once.
+    pub peak_reserved_bytes: u64,
+    /// What the chunk store holds, per tier.
+    pub store: StoreStats,
+    /// The process's resident set now, from `/proc/self/statm`.
+    pub rss_bytes: u64,
+    /// The process's peak resident set (`getrusage` `ru_maxrss`).
+    pub peak_rss_bytes: u64,
+}
+
+/// The process's current resident set in bytes (0 where `/proc` is unavailable).
+pub fn current_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|pages| pages * page_size())
+        .unwrap_or(0)
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 { p as u64 } else { 4096 }
+}
+
+/// The process's peak resident set in bytes, as the kernel counts it (`ru_maxrss`).
+pub fn peak_rss_bytes() -> u64 {
+    // SAFETY: getrusage writes into the struct we pass.
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut u) == 0 { u.ru_maxrss as u64 * 1024 } else { 0 }
+    }
+}
+
+impl Session {
+    /// The session's memory figures now.
+    ///
+    /// ```
+    /// let s = spillway::Session::builder().memory_limit("1GiB").build().unwrap();
+    /// let r = s.memory_report();
+    /// assert_eq!(r.limit_bytes, 1 << 30);
+    /// assert!(r.peak_rss_bytes > 0);
+    /// ```
+    pub fn memory_report(&self) -> MemoryReport {
+        let b = &self.inner.budget;
+        MemoryReport {
+            limit_bytes: b.limit_bytes(),
+            reserved_bytes: b.reserved_bytes(),
+            peak_reserved_bytes: b.peak_bytes(),
+            store: self.inner.store.stats(),
+            rss_bytes: current_rss_bytes(),
+            peak_rss_bytes: peak_rss_bytes(),
+        }
+    }
+}

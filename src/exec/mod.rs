@@ -1,0 +1,256 @@
+//! The streaming executor: runs a lowered plan on the session's thread pool under its budget.
+//!
+//! ```text
+//!   coordinator (calling thread)                 workers (session's rayon pool)
+//!   ────────────────────────────                 ─────────────────────────────
+//!   ready heap, by priority ──admit──▶ reserve bytes, pin inputs ──▶ fetch inputs, run body
+//!        ▲                                                                  │
+//!        └── release inputs at last use, store output, wake dependents ◀────┘ (channel)
+//! ```
+//!
+//! Admission is strictly in priority order: the lowest-priority ready task starts only when
+//! its bytes (output, scratch, and inputs not already in RAM) can be reserved. When they
+//! cannot, the coordinator first demotes stored chunks — those whose next use is farthest
+//! away in the known schedule go first — and otherwise waits for a running task to finish.
+//! It never pauses a running task, and with nothing running every stored chunk is demotable,
+//! so a plan whose every task fits the limit always finishes. Taking ready tasks in order also
+//! keeps source tasks from running ahead of their consumers (dask's root-task overproduction).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use crate::chunk::ChunkData;
+use crate::error::{Error, Result};
+use crate::memory::Reservation;
+use crate::plan::{Lowered, TaskId};
+use crate::store::{ChunkKey, ChunkStore, Tier};
+
+/// One thing the executor did, for tests and reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A task started.
+    Run(String),
+    /// A task finished.
+    Done(String),
+    /// Stored chunks were demoted to free bytes.
+    Demote(u64),
+    /// A chunk was released after its last use.
+    Release(u64),
+}
+
+/// Figures of one run.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RunStats {
+    /// Tasks run.
+    pub tasks: usize,
+    /// Wall time in seconds.
+    pub wall_s: f64,
+    /// Peak bytes reserved in the budget during the run.
+    pub peak_reserved_bytes: u64,
+    /// Projected peak of the plan.
+    pub projected_peak_bytes: u64,
+    /// Bytes freed by demotion during the run.
+    pub demoted_bytes: u64,
+}
+
+type Completion = (TaskId, Result<Option<ChunkData>>, Reservation, Instant);
+
+/// Runs a plan to completion.
+pub(crate) fn execute(plan: &Lowered, store: &Arc<ChunkStore>, pool: &rayon::ThreadPool, log: Option<&mut Vec<Event>>) -> Result<RunStats> {
+    let started = Instant::now();
+    let mut log = log;
+    let tasks = &plan.tasks;
+    let n = tasks.len();
+    let budget = store.budget().clone();
+    let threads = pool.current_num_threads().max(1);
+
+    let mut waiting: Vec<usize> = tasks.iter().map(|t| t.deps.len()).collect();
+    let mut dependents: Vec<Vec<TaskId>> = vec![Vec::new(); n];
+    for (i, t) in tasks.iter().enumerate() {
+        for &d in &t.deps {
+            dependents[d].push(i);
+        }
+    }
+    // Readers per key among this plan's tasks, and produced keys (only those are released).
+    let mut readers: HashMap<ChunkKey, usize> = HashMap::new();
+    let mut consumers_of: HashMap<ChunkKey, Vec<TaskId>> = HashMap::new();
+    for (i, t) in tasks.iter().enumerate() {
+        for (k, _) in &t.reads {
+            *readers.entry(*k).or_default() += 1;
+            consumers_of.entry(*k).or_default().push(i);
+        }
+    }
+    let produced: std::collections::HashSet<ChunkKey> = tasks.iter().filter(|t| !t.keep_output).filter_map(|t| t.output).collect();
+    let mut finished = vec![false; n];
+
+    let mut ready: BinaryHeap<Reverse<(usize, TaskId)>> = BinaryHeap::new();
+    for i in 0..n {
+        if waiting[i] == 0 {
+            ready.push(Reverse((plan.priority[i], i)));
+        }
+    }
+    let (tx, rx) = mpsc::channel::<Completion>();
+    let mut running = 0usize;
+    let mut done = 0usize;
+    let mut failure: Option<Error> = None;
+    let mut stats = RunStats { projected_peak_bytes: plan.projected_peak_bytes, ..Default::default() };
+    let mut peak_reserved = budget.reserved_bytes();
+
+    while done < n {
+        // Admit as many ready tasks as threads and budget allow, in priority order.
+        while failure.is_none() && running < threads {
+            let Some(&Reverse((_, t))) = ready.peek() else { break };
+            let spec = &tasks[t];
+            let non_hot: u64 = spec.reads.iter().filter(|(k, _)| store.tier_of(*k) != Some(Tier::Hot)).map(|r| r.1).sum();
+            let need = spec.output_bytes + spec.working_bytes + non_hot;
+            let reservation = match budget.try_reserve(need) {
+                Ok(r) => r,
+                Err(_) => {
+                    let short = need.saturating_sub(budget.available_bytes());
+                    let next_use = |k: ChunkKey| -> Option<u64> {
+                        consumers_of.get(&k).and_then(|c| c.iter().filter(|&&c| !finished[c]).map(|&c| plan.priority[c] as u64).min())
+                    };
+                    let freed = store.demote_with(short, &next_use)?;
+                    if freed > 0 {
+                        stats.demoted_bytes += freed;
+                        if let Some(l) = log.as_deref_mut() {
+                            l.push(Event::Demote(freed));
+                        }
+                    }
+                    match budget.try_reserve(need) {
+                        Ok(r) => r,
+                        Err(e) if running == 0 => {
+                            failure = Some(match e {
+                                Error::BudgetExhausted { available, limit, .. } => Error::TaskExceedsBudget {
+                                    task: spec.label.clone(),
+                                    projected_bytes: need,
+                                    limit_bytes: limit,
+                                    suggestion: format!(
+                                        "only {available} bytes could be freed by spilling; use smaller chunks or a larger memory_limit"
+                                    ),
+                                },
+                                other => other,
+                            });
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            };
+            ready.pop();
+            peak_reserved = peak_reserved.max(budget.reserved_bytes());
+            let mut pinned = Vec::new();
+            for (k, _) in &spec.reads {
+                if store.pin(*k).is_ok() {
+                    pinned.push(*k);
+                }
+            }
+            if let Some(l) = log.as_deref_mut() {
+                l.push(Event::Run(spec.label.clone()));
+            }
+            let keys: Vec<ChunkKey> = spec.reads.iter().map(|r| r.0).collect();
+            let body = Arc::clone(&spec.body);
+            let store2 = Arc::clone(store);
+            let tx2 = tx.clone();
+            let label = spec.label.clone();
+            running += 1;
+            pool.spawn(move || {
+                let t0 = Instant::now();
+                let result = std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<Option<ChunkData>> {
+                    let inputs = keys.iter().map(|k| store2.get(*k)).collect::<Result<Vec<_>>>()?;
+                    body.run(&inputs)
+                }))
+                .unwrap_or_else(|p| {
+                    let message = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "unknown panic".into());
+                    Err(Error::UserFunctionPanicked { task: label, message })
+                });
+                let _ = tx2.send((t, result, reservation, t0));
+            });
+        }
+        if running == 0 {
+            if failure.is_some() || ready.is_empty() {
+                break;
+            }
+            continue;
+        }
+        let (t, result, mut reservation, _t0) = rx.recv().expect("workers hold a sender until they report");
+        running -= 1;
+        let spec = &tasks[t];
+        for (k, _) in &spec.reads {
+            store.unpin(*k);
+        }
+        match result {
+            Ok(out) => {
+                if let (Some(key), Some(data)) = (spec.output, out) {
+                    let bytes = data.nbytes();
+                    let keep = reservation.split(bytes.min(reservation.bytes())).expect("split within the reservation");
+                    drop(reservation);
+                    if let Err(e) = store.put_reserved(key, Arc::new(data), keep) {
+                        failure.get_or_insert(e);
+                    }
+                } else {
+                    drop(reservation);
+                }
+                finished[t] = true;
+                done += 1;
+                stats.tasks += 1;
+                if let Some(l) = log.as_deref_mut() {
+                    l.push(Event::Done(spec.label.clone()));
+                }
+                for (k, _) in &spec.reads {
+                    if let Some(c) = readers.get_mut(k) {
+                        *c -= 1;
+                        if *c == 0 && produced.contains(k) {
+                            store.remove(*k);
+                            if let Some(l) = log.as_deref_mut() {
+                                l.push(Event::Release(k.0));
+                            }
+                        }
+                    }
+                }
+                for &d in &dependents[t] {
+                    waiting[d] -= 1;
+                    if waiting[d] == 0 {
+                        ready.push(Reverse((plan.priority[d], d)));
+                    }
+                }
+            }
+            Err(e) => {
+                drop(reservation);
+                failure.get_or_insert(e);
+            }
+        }
+        peak_reserved = peak_reserved.max(budget.reserved_bytes());
+    }
+    // Outputs of this plan that are still stored and not kept (after a failure) are dropped.
+    if failure.is_some() {
+        for t in tasks {
+            if let Some(k) = t.output {
+                store.remove(k);
+            }
+        }
+        for s in &plan.sinks {
+            s.abort();
+        }
+        return Err(failure.expect("checked above"));
+    }
+    for s in &plan.sinks {
+        if let Err(e) = s.finish() {
+            for s in &plan.sinks {
+                s.abort();
+            }
+            return Err(e);
+        }
+    }
+    stats.wall_s = started.elapsed().as_secs_f64();
+    stats.peak_reserved_bytes = peak_reserved;
+    Ok(stats)
+}

@@ -1,0 +1,663 @@
+//! Lowering an expression graph to chunk tasks, with projected bytes and a depth-first order.
+//!
+//! ```text
+//!  graph nodes ──lower──▶ stages ──▶ tasks (one per output chunk or partial)
+//!                                      │ projected bytes = inputs + output + scratch
+//!                                      ▼
+//!                          order: depth-first post-order from the targets
+//! ```
+//!
+//! A *stage* is a run of fused operations ending in something that must exist as chunks:
+//! a reduction's partials and their combine tree, a persisted array, or a sink's output chunks.
+//! Element-wise and structural operations between stage boundaries are evaluated inside the
+//! consuming task, tile by tile ([`eval`]); with fusion switched off every operation becomes a
+//! stage of its own, which is how Dask runs the same graph.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use crate::chunk::ChunkData;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::graph::{NodeId, NodeRef, Op, ReduceOp, broadcast_region};
+use crate::grid::{ChunkGrid, Region};
+use crate::io::ChunkSink;
+use crate::kernels::reduce::{self, TileAcc};
+use crate::store::ChunkKey;
+
+pub(crate) mod eval;
+pub(crate) mod order;
+
+use eval::{EvalCtx, LeafData, TILE_ELEMS};
+
+/// Index of a task in a plan.
+pub(crate) type TaskId = usize;
+
+/// What a task does once its inputs are fetched.
+pub(crate) trait TaskBody: Send + Sync {
+    /// Runs the task on its inputs (in the order of [`TaskSpec::reads`]).
+    fn run(&self, inputs: &[Arc<ChunkData>]) -> Result<Option<ChunkData>>;
+}
+
+/// One task of a plan.
+pub(crate) struct TaskSpec {
+    pub(crate) label: String,
+    pub(crate) stage: usize,
+    pub(crate) deps: Vec<TaskId>,
+    /// Store keys the task reads, with their bytes.
+    pub(crate) reads: Vec<(ChunkKey, u64)>,
+    pub(crate) output: Option<ChunkKey>,
+    pub(crate) output_bytes: u64,
+    /// Scratch (tiles) and data read from external sources.
+    pub(crate) working_bytes: u64,
+    /// Output kept after the run (persist).
+    pub(crate) keep_output: bool,
+    pub(crate) body: Arc<dyn TaskBody>,
+}
+
+impl TaskSpec {
+    /// Bytes the task may hold at once if none of its inputs is already in RAM.
+    pub(crate) fn projected_bytes(&self) -> u64 {
+        self.output_bytes + self.working_bytes + self.reads.iter().map(|r| r.1).sum::<u64>()
+    }
+}
+
+/// A summary of one stage, for `explain()`.
+#[derive(Clone, Debug)]
+pub(crate) struct StageInfo {
+    pub(crate) name: String,
+    pub(crate) fused: Vec<String>,
+    pub(crate) tasks: usize,
+    pub(crate) max_task_bytes: u64,
+    pub(crate) output_bytes: u64,
+}
+
+/// What a planned computation delivers.
+pub(crate) enum Target {
+    /// Stream the node's chunks (of the sink's grid) into a sink.
+    Sink(NodeRef, Arc<dyn ChunkSink>),
+    /// Keep the node's chunks in the store (persist).
+    Keep(NodeRef),
+}
+
+/// How lowering runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PlanOptions {
+    pub(crate) fuse: bool,
+    pub(crate) tile_elems: usize,
+    pub(crate) threads: usize,
+    pub(crate) limit_bytes: u64,
+}
+
+/// A lowered computation: tasks, their order, and what it is projected to cost.
+pub(crate) struct Lowered {
+    pub(crate) tasks: Vec<TaskSpec>,
+    pub(crate) priority: Vec<usize>,
+    pub(crate) stages: Vec<StageInfo>,
+    pub(crate) sinks: Vec<Arc<dyn ChunkSink>>,
+    /// For each `Keep` target, its chunk keys by linear chunk index.
+    pub(crate) kept: Vec<Vec<ChunkKey>>,
+    pub(crate) projected_peak_bytes: u64,
+    pub(crate) options: PlanOptions,
+}
+
+struct Produced {
+    grid: ChunkGrid,
+    /// By linear chunk index.
+    chunks: Vec<(TaskId, ChunkKey, u64)>,
+}
+
+struct Inputs {
+    deps: Vec<TaskId>,
+    reads: Vec<(ChunkKey, u64)>,
+    pieces: Vec<(NodeId, Region)>,
+    externals: Vec<(NodeRef, Region)>,
+    external_bytes: u64,
+    virtual_nodes: usize,
+    shared: HashSet<NodeId>,
+    fused_names: Vec<String>,
+}
+
+struct Lowering {
+    opts: PlanOptions,
+    tasks: Vec<TaskSpec>,
+    produced: HashMap<NodeId, Produced>,
+    stages: Vec<StageInfo>,
+}
+
+fn bounding(a: &Region, b: &Region) -> Region {
+    let start: Vec<usize> = (0..a.ndim()).map(|k| a.start()[k].min(b.start()[k])).collect();
+    let shape = (0..a.ndim()).map(|k| a.end(k).max(b.end(k)) - start[k]).collect();
+    Region::new(start, shape)
+}
+
+impl Lowering {
+    fn materialized(&self, n: &NodeRef) -> bool {
+        match n.op {
+            Op::Reduce(..) => true,
+            Op::Stored(_) | Op::External(_) | Op::Memory(_) => false,
+            _ => !self.opts.fuse,
+        }
+    }
+
+    fn tile_elems(&self) -> usize {
+        if self.opts.fuse { self.opts.tile_elems } else { usize::MAX }
+    }
+
+    /// Finds what evaluating `root` over `region` needs. With `skip_root`, `root` itself is
+    /// evaluated even if it is a stage boundary (its producer task is being built).
+    fn inputs(&mut self, root: &NodeRef, region: &Region, skip_root: bool) -> Result<Inputs> {
+        // Collect the needed region per frontier node and count fused nodes.
+        let mut needed: Vec<(NodeRef, Region)> = Vec::new();
+        let mut visits: HashMap<NodeId, usize> = HashMap::new();
+        let mut names = Vec::new();
+        let mut stack = vec![(Arc::clone(root), region.clone(), skip_root)];
+        while let Some((n, r, is_root)) = stack.pop() {
+            let frontier = !is_root && (self.materialized(&n) || n.is_stored_source() || matches!(n.op, Op::External(_)));
+            if frontier {
+                match needed.iter_mut().find(|(m, _)| m.id == n.id) {
+                    Some((_, have)) => *have = bounding(have, &r),
+                    None => needed.push((Arc::clone(&n), r)),
+                }
+                continue;
+            }
+            let v = visits.entry(n.id).or_insert(0);
+            *v += 1;
+            if *v == 1 {
+                names.push(n.op.name());
+            }
+            if r.is_empty() {
+                continue;
+            }
+            for (input, ir) in input_regions(&n, &r) {
+                stack.push((Arc::clone(input), ir, false));
+            }
+        }
+        let shared = visits.iter().filter(|(_, c)| **c > 1).map(|(id, _)| *id).collect();
+        let mut inp = Inputs {
+            deps: vec![],
+            reads: vec![],
+            pieces: vec![],
+            externals: vec![],
+            external_bytes: 0,
+            virtual_nodes: visits.len(),
+            shared,
+            fused_names: names,
+        };
+        needed.sort_by_key(|(n, _)| n.id);
+        for (n, r) in needed {
+            if r.is_empty() {
+                continue;
+            }
+            match &n.op {
+                Op::External(_) => {
+                    inp.external_bytes += (r.len() * n.dtype.size_bytes()) as u64;
+                    inp.externals.push((n, r));
+                }
+                Op::Stored(st) => {
+                    for idx in n.grid.chunks_overlapping(&r) {
+                        let cr = n.grid.chunk_region(&idx);
+                        let key = st.keys[n.grid.linear_index(&idx)];
+                        inp.reads.push((key, (cr.len() * n.dtype.size_bytes()) as u64));
+                        inp.pieces.push((n.id, cr));
+                    }
+                }
+                _ => {
+                    self.produce(&n)?;
+                    let p = &self.produced[&n.id];
+                    for idx in p.grid.chunks_overlapping(&r) {
+                        let (task, key, bytes) = p.chunks[p.grid.linear_index(&idx)];
+                        inp.deps.push(task);
+                        inp.reads.push((key, bytes));
+                        inp.pieces.push((n.id, p.grid.chunk_region(&idx)));
+                    }
+                }
+            }
+        }
+        inp.deps.sort_unstable();
+        inp.deps.dedup();
+        Ok(inp)
+    }
+
+    fn scratch_bytes(&self, inp: &Inputs, region: &Region) -> u64 {
+        let tile = region.len().min(self.tile_elems()) as u64 * 8;
+        tile * (inp.virtual_nodes as u64 + 2)
+    }
+
+    fn new_stage(&mut self, name: String, fused: Vec<String>) -> usize {
+        self.stages.push(StageInfo { name, fused, tasks: 0, max_task_bytes: 0, output_bytes: 0 });
+        self.stages.len() - 1
+    }
+
+    fn push(&mut self, t: TaskSpec) -> TaskId {
+        let s = &mut self.stages[t.stage];
+        s.tasks += 1;
+        s.max_task_bytes = s.max_task_bytes.max(t.projected_bytes());
+        s.output_bytes += t.output_bytes;
+        self.tasks.push(t);
+        self.tasks.len() - 1
+    }
+
+    /// Tasks that evaluate `node` over every chunk of `grid`, each either returning the chunk
+    /// (`sink == None`) or writing it to the sink.
+    fn eval_tasks(&mut self, node: &NodeRef, grid: &ChunkGrid, sink: Option<&Arc<dyn ChunkSink>>, keep: bool, stage_name: &str) -> Result<Vec<(TaskId, ChunkKey, u64)>> {
+        let skip_root = self.materialized(node) && sink.is_none() && !keep;
+        let mut stage = None;
+        let mut out = Vec::new();
+        for idx in grid.chunk_indices() {
+            let region = grid.chunk_region(&idx);
+            let inp = self.inputs(node, &region, skip_root)?;
+            let st = *stage.get_or_insert_with(|| self.new_stage(stage_name.to_string(), inp.fused_names.clone()));
+            let bytes = (region.len() * node.dtype.size_bytes()) as u64;
+            let working = self.scratch_bytes(&inp, &region) + inp.external_bytes + sink.map_or(0, |s| s.buffer_bytes_per_chunk());
+            let key = ChunkKey::fresh();
+            let body = Arc::new(EvalBody {
+                node: Arc::clone(node),
+                region: region.clone(),
+                pieces: inp.pieces,
+                externals: inp.externals,
+                shared: inp.shared,
+                tile_elems: self.tile_elems(),
+                mode: match sink {
+                    Some(s) => EvalMode::Write(Arc::clone(s), idx.clone()),
+                    None => EvalMode::Chunk,
+                },
+            });
+            let label = format!("{stage_name} {region}");
+            let id = self.push(TaskSpec {
+                label,
+                stage: st,
+                deps: inp.deps,
+                reads: inp.reads,
+                output: sink.is_none().then_some(key),
+                output_bytes: bytes,
+                working_bytes: working,
+                keep_output: keep,
+                body,
+            });
+            out.push((id, key, bytes));
+        }
+        Ok(out)
+    }
+
+    /// Makes sure a stage-boundary node has producer tasks.
+    fn produce(&mut self, n: &NodeRef) -> Result<()> {
+        if self.produced.contains_key(&n.id) {
+            return Ok(());
+        }
+        let chunks = match &n.op {
+            Op::Reduce(spec, input) => self.reduce_tasks(n, spec, input)?,
+            _ => {
+                let name = n.op.name();
+                self.eval_tasks(n, &n.grid.clone(), None, false, &name)?
+            }
+        };
+        self.produced.insert(n.id, Produced { grid: n.grid.clone(), chunks });
+        Ok(())
+    }
+
+    fn reduce_tasks(&mut self, n: &NodeRef, spec: &crate::graph::ReduceSpec, x: &NodeRef) -> Result<Vec<(TaskId, ChunkKey, u64)>> {
+        let op = spec.op;
+        let in_grid = x.grid.clone();
+        // Output chunk index for an input chunk index.
+        let out_index = |idx: &[usize]| -> Vec<usize> {
+            (0..idx.len())
+                .filter_map(|k| if spec.axes.contains(&k) { spec.keepdims.then_some(0) } else { Some(idx[k]) })
+                .collect()
+        };
+        let mut groups: Vec<Vec<(Vec<usize>, Region)>> = vec![Vec::new(); n.grid.num_chunks().max(1)];
+        for idx in in_grid.chunk_indices() {
+            let o = out_index(&idx);
+            let lin = n.grid.linear_index(&o);
+            groups[lin].push((idx.clone(), in_grid.chunk_region(&idx)));
+        }
+        let name = format!("{}(axes={:?})", op.name(), spec.axes);
+        let mut partial_stage = None;
+        let mut combine_stage = None;
+        let mut result = Vec::with_capacity(groups.len());
+        for (lin, parts) in groups.into_iter().enumerate() {
+            let out_idx = unlinear(&n.grid, lin);
+            let out_region = n.grid.chunk_region(&out_idx);
+            let out_bytes = (out_region.len() * n.dtype.size_bytes()) as u64;
+            let out_key = ChunkKey::fresh();
+            if parts.is_empty() {
+                // Every reduced axis is empty: the result is the reduction's identity.
+                let st = *partial_stage.get_or_insert_with(|| self.new_stage(format!("{name} partial"), vec![]));
+                let body = Arc::new(EmptyReduceBody { op, dtype: n.dtype, shape: out_region.shape().to_vec() });
+                let id = self.push(TaskSpec {
+                    label: format!("{name} empty {out_region}"),
+                    stage: st,
+                    deps: vec![],
+                    reads: vec![],
+                    output: Some(out_key),
+                    output_bytes: out_bytes,
+                    working_bytes: 0,
+                    keep_output: false,
+                    body,
+                });
+                result.push((id, out_key, out_bytes));
+                continue;
+            }
+            let single = parts.len() == 1;
+            let mut level: Vec<(TaskId, ChunkKey, u64, f64)> = Vec::new();
+            for (_, region) in &parts {
+                let inp = self.inputs(x, region, false)?;
+                let st = *partial_stage.get_or_insert_with(|| self.new_stage(format!("{name} partial"), inp.fused_names.clone()));
+                let acc_shape: Vec<usize> =
+                    region.shape().iter().enumerate().map(|(k, &m)| if spec.axes.contains(&k) { 1 } else { m }).collect();
+                let count: f64 = spec.axes.iter().map(|&a| region.shape()[a] as f64).product();
+                let pbytes = reduce::partial_bytes(op, x.dtype, &acc_shape);
+                let (key, obytes, fin) =
+                    if single { (out_key, out_bytes, Some((n.dtype, out_region.shape().to_vec()))) } else { (ChunkKey::fresh(), pbytes, None) };
+                let working = self.scratch_bytes(&inp, region) + inp.external_bytes + pbytes;
+                let body = Arc::new(PartialBody {
+                    node: Arc::clone(x),
+                    region: region.clone(),
+                    pieces: inp.pieces,
+                    externals: inp.externals,
+                    shared: inp.shared,
+                    tile_elems: self.tile_elems(),
+                    op,
+                    axes: spec.axes.clone(),
+                    count,
+                    finalize: fin,
+                });
+                let id = self.push(TaskSpec {
+                    label: format!("{name} partial {region}"),
+                    stage: st,
+                    deps: inp.deps,
+                    reads: inp.reads,
+                    output: Some(key),
+                    output_bytes: obytes,
+                    working_bytes: working,
+                    keep_output: false,
+                    body,
+                });
+                level.push((id, key, pbytes, count));
+            }
+            if single {
+                result.push((level[0].0, out_key, out_bytes));
+                continue;
+            }
+            let mut depth = 0;
+            loop {
+                let last = level.len() <= spec.split_every;
+                let mut next = Vec::new();
+                for group in level.chunks(spec.split_every) {
+                    let st = *combine_stage.get_or_insert_with(|| self.new_stage(format!("{name} combine"), vec![]));
+                    let counts: Vec<f64> = group.iter().map(|g| g.3).collect();
+                    let total: f64 = counts.iter().sum();
+                    let (key, obytes, fin) = if last {
+                        (out_key, out_bytes, Some((n.dtype, out_region.shape().to_vec())))
+                    } else {
+                        (ChunkKey::fresh(), group[0].2, None)
+                    };
+                    let body = Arc::new(CombineBody { op, counts, finalize: fin });
+                    let id = self.push(TaskSpec {
+                        label: format!("{name} combine level {depth} {out_region}"),
+                        stage: st,
+                        deps: group.iter().map(|g| g.0).collect(),
+                        reads: group.iter().map(|g| (g.1, g.2)).collect(),
+                        output: Some(key),
+                        output_bytes: obytes,
+                        working_bytes: group[0].2,
+                        keep_output: false,
+                        body,
+                    });
+                    next.push((id, key, group[0].2, total));
+                }
+                level = next;
+                depth += 1;
+                if last {
+                    break;
+                }
+            }
+            result.push((level[0].0, out_key, out_bytes));
+        }
+        Ok(result)
+    }
+}
+
+fn unlinear(grid: &ChunkGrid, mut lin: usize) -> Vec<usize> {
+    let g = grid.grid_shape();
+    let mut idx = vec![0; g.len()];
+    for a in (0..g.len()).rev() {
+        idx[a] = lin % g[a].max(1);
+        lin /= g[a].max(1);
+    }
+    idx
+}
+
+/// The regions of a node's inputs that evaluating `region` of it reads.
+pub(crate) fn input_regions<'a>(n: &'a NodeRef, region: &Region) -> Vec<(&'a NodeRef, Region)> {
+    match &n.op {
+        Op::Full(_) | Op::Arange { .. } | Op::FromFn(_) | Op::Random { .. } | Op::Memory(_) | Op::External(_) | Op::Stored(_) => vec![],
+        Op::Unary(_, a) | Op::BinaryScalar(_, a, _, _) | Op::Cast(a) | Op::Map(_, a) | Op::Rechunk(a) => vec![(a, region.clone())],
+        Op::Binary(_, a, b) => vec![(a, broadcast_region(region, a.shape())), (b, broadcast_region(region, b.shape()))],
+        Op::Where(c, a, b) => vec![
+            (c, broadcast_region(region, c.shape())),
+            (a, broadcast_region(region, a.shape())),
+            (b, broadcast_region(region, b.shape())),
+        ],
+        Op::Transpose(perm, a) => vec![(a, eval::transpose_region(region, perm))],
+        Op::Slice(start, a) => vec![(a, region.translated(start))],
+        Op::InsertAxis(axis, a) => vec![(a, eval::remove_axis(region, *axis))],
+        Op::Concat(axis, xs) => eval::concat_parts(region, *axis, xs).into_iter().map(|(i, local, _)| (&xs[i], local)).collect(),
+        Op::Reduce(..) => unreachable!("a reduction is evaluated by its own tasks"),
+    }
+}
+
+fn build_ctx(pieces: &[(NodeId, Region)], inputs: &[Arc<ChunkData>], externals: &[(NodeRef, Region)], shared: &HashSet<NodeId>) -> Result<EvalCtx> {
+    let mut ctx = EvalCtx { shared: shared.clone(), ..Default::default() };
+    for ((id, r), d) in pieces.iter().zip(inputs) {
+        ctx.leaves.entry(*id).or_insert_with(LeafData::default).pieces.push((r.clone(), Arc::clone(d)));
+    }
+    for (n, r) in externals {
+        let Op::External(src) = &n.op else { unreachable!("externals are external sources") };
+        let data = src.read_region(r)?;
+        ctx.leaves.entry(n.id).or_insert_with(LeafData::default).pieces.push((r.clone(), Arc::new(data)));
+    }
+    Ok(ctx)
+}
+
+enum EvalMode {
+    Chunk,
+    Write(Arc<dyn ChunkSink>, Vec<usize>),
+}
+
+struct EvalBody {
+    node: NodeRef,
+    region: Region,
+    pieces: Vec<(NodeId, Region)>,
+    externals: Vec<(NodeRef, Region)>,
+    shared: HashSet<NodeId>,
+    tile_elems: usize,
+    mode: EvalMode,
+}
+
+impl TaskBody for EvalBody {
+    fn run(&self, inputs: &[Arc<ChunkData>]) -> Result<Option<ChunkData>> {
+        let ctx = build_ctx(&self.pieces, inputs, &self.externals, &self.shared)?;
+        let data = if ctx.leaves.contains_key(&self.node.id) {
+            // The node is itself stored (persisting a stored array or a reduction result).
+            ctx.leaves[&self.node.id].pieces.iter().find(|(r, _)| *r == self.region).map(|(_, d)| (**d).clone()).map_or_else(
+                || eval::eval(&self.node, &self.region, &ctx, &mut HashMap::new()),
+                Ok,
+            )?
+        } else {
+            eval::eval_region_tiled(&self.node, &self.region, &ctx, self.tile_elems)?
+        };
+        match &self.mode {
+            EvalMode::Chunk => Ok(Some(data)),
+            EvalMode::Write(sink, idx) => {
+                let data = data.into_dtype(sink.dtype());
+                sink.write_chunk(idx, &data)?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+struct PartialBody {
+    node: NodeRef,
+    region: Region,
+    pieces: Vec<(NodeId, Region)>,
+    externals: Vec<(NodeRef, Region)>,
+    shared: HashSet<NodeId>,
+    tile_elems: usize,
+    op: ReduceOp,
+    axes: Vec<usize>,
+    count: f64,
+    finalize: Option<(DType, Vec<usize>)>,
+}
+
+impl TaskBody for PartialBody {
+    fn run(&self, inputs: &[Arc<ChunkData>]) -> Result<Option<ChunkData>> {
+        let ctx = build_ctx(&self.pieces, inputs, &self.externals, &self.shared)?;
+        let mut acc = TileAcc::new(self.op, self.node.dtype, &self.axes, self.region.shape());
+        let mut memo = HashMap::new();
+        for t in eval::tiles(&self.region, self.tile_elems) {
+            memo.clear();
+            let v = eval::eval(&self.node, &t, &ctx, &mut memo)?;
+            let off = t.relative_to(&self.region);
+            acc.add_tile(v, off.start());
+        }
+        let p = acc.into_partial();
+        Ok(Some(match &self.finalize {
+            Some((dt, shape)) => reduce::finalize(self.op, p, self.count, *dt, shape),
+            None => p,
+        }))
+    }
+}
+
+struct CombineBody {
+    op: ReduceOp,
+    counts: Vec<f64>,
+    finalize: Option<(DType, Vec<usize>)>,
+}
+
+impl TaskBody for CombineBody {
+    fn run(&self, inputs: &[Arc<ChunkData>]) -> Result<Option<ChunkData>> {
+        let parts: Vec<(&ChunkData, f64)> = inputs.iter().map(|a| &**a).zip(self.counts.iter().copied()).collect();
+        let merged = reduce::merge(self.op, &parts);
+        Ok(Some(match &self.finalize {
+            Some((dt, shape)) => reduce::finalize(self.op, merged, self.counts.iter().sum(), *dt, shape),
+            None => merged,
+        }))
+    }
+}
+
+struct EmptyReduceBody {
+    op: ReduceOp,
+    dtype: DType,
+    shape: Vec<usize>,
+}
+
+impl TaskBody for EmptyReduceBody {
+    fn run(&self, _inputs: &[Arc<ChunkData>]) -> Result<Option<ChunkData>> {
+        let v = match self.op {
+            ReduceOp::Sum => 0.0,
+            _ => f64::NAN,
+        };
+        Ok(Some(ChunkData::full(self.dtype, &self.shape, v.into())))
+    }
+}
+
+/// Lowers targets to tasks, orders them and projects the peak.
+///
+/// # Errors
+/// [`Error::TaskExceedsBudget`] when one task cannot fit the memory limit.
+pub(crate) fn lower(targets: &[Target], opts: PlanOptions) -> Result<Lowered> {
+    let mut lw = Lowering { opts, tasks: vec![], produced: HashMap::new(), stages: vec![] };
+    let mut sinks = Vec::new();
+    let mut kept = Vec::new();
+    let mut roots = Vec::new();
+    for t in targets {
+        match t {
+            Target::Sink(node, sink) => {
+                let name = format!("write {}", sink.describe());
+                let ids = lw.eval_tasks(node, &sink.grid().clone(), Some(sink), false, &name)?;
+                roots.extend(ids.iter().map(|i| i.0));
+                sinks.push(Arc::clone(sink));
+            }
+            Target::Keep(node) => {
+                let ids = lw.eval_tasks(node, &node.grid.clone(), None, true, "persist")?;
+                roots.extend(ids.iter().map(|i| i.0));
+                kept.push(ids.iter().map(|i| i.1).collect());
+            }
+        }
+    }
+    let priority = order::depth_first(&lw.tasks, &roots);
+    let projected_peak_bytes = order::projected_peak(&lw.tasks, &priority, opts.threads);
+    let lowered = Lowered { tasks: lw.tasks, priority, stages: lw.stages, sinks, kept, projected_peak_bytes, options: opts };
+    lowered.check_fits()?;
+    Ok(lowered)
+}
+
+impl Lowered {
+    fn check_fits(&self) -> Result<()> {
+        let limit = self.options.limit_bytes;
+        if let Some(t) = self.tasks.iter().max_by_key(|t| t.projected_bytes()) {
+            let need = t.projected_bytes();
+            if need > limit {
+                let factor = limit as f64 / need as f64;
+                return Err(Error::TaskExceedsBudget {
+                    task: t.label.clone(),
+                    projected_bytes: need,
+                    limit_bytes: limit,
+                    suggestion: format!(
+                        "use chunks about {:.0}% of the current size (for example with `rechunk`), or raise memory_limit to at least {} bytes",
+                        (factor * 80.0).clamp(1.0, 99.0),
+                        need
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A readable description of the stages, their task counts and bytes.
+    pub(crate) fn explain(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "plan: {} tasks in {} stages, projected peak {} of memory limit {} ({} threads, fusion {})",
+            self.tasks.len(),
+            self.stages.len(),
+            human(self.projected_peak_bytes),
+            human(self.options.limit_bytes),
+            self.options.threads,
+            if self.options.fuse { "on" } else { "off" }
+        );
+        for (i, st) in self.stages.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "  stage {i}: {} — {} tasks, up to {} per task, {} output",
+                st.name,
+                st.tasks,
+                human(st.max_task_bytes),
+                human(st.output_bytes)
+            );
+            if !st.fused.is_empty() {
+                let _ = writeln!(s, "    fused: {}", st.fused.join(" <- "));
+            }
+        }
+        s
+    }
+}
+
+/// Bytes as a short human-readable string (binary units).
+pub(crate) fn human(b: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 { format!("{b} B") } else { format!("{v:.1} {}", U[i]) }
+}
+
+#[doc(hidden)]
+pub const _TILE: usize = TILE_ELEMS;
