@@ -118,7 +118,12 @@ pub(crate) fn map_create_error(path: &Path, e: ArrayCreateError) -> Error {
             if msg.contains("data type") || msg.contains("dtype") {
                 Error::ZarrUnsupportedDType { path, dtype: msg }
             } else {
-                Error::ZarrUnsupported { path, what: msg }
+                let what = msg.strip_suffix(" is not supported").unwrap_or(&msg);
+                let what = match what.split_once(' ') {
+                    Some((kind, name)) if !name.contains(' ') => format!("{kind} `{name}`"),
+                    _ => what.to_string(),
+                };
+                Error::ZarrUnsupported { path, what }
             }
         }
         ArrayCreateError::MissingMetadata => {

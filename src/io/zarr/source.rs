@@ -154,11 +154,18 @@ fn dtype_of(array: &Array<FilesystemStore>) -> Option<DType> {
     })
 }
 
-/// The data type as the metadata names it (`complex128`, `<c8`, `string`, ...).
+/// The data type as the metadata names it (`complex128`, `string`; `<c8 (complex64)` for v2).
 fn dtype_name(array: &Array<FilesystemStore>) -> String {
+    use zarrs::plugin::ExtensionName;
     match array.metadata() {
         ArrayMetadata::V3(m) => m.data_type.name().to_string(),
-        ArrayMetadata::V2(m) => serde_json::to_value(&m.dtype).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default(),
+        ArrayMetadata::V2(m) => {
+            let raw = serde_json::to_value(&m.dtype).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default();
+            match array.data_type().name(zarrs::plugin::ZarrVersion::V3) {
+                Some(v3) => format!("{raw} ({v3})"),
+                None => raw,
+            }
+        }
     }
 }
 
