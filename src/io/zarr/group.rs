@@ -10,10 +10,10 @@ use serde_json::{Map, Value, json};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 
+use super::normalize_node_path;
 use super::options::{Layout, ZarrVersion, ZarrWriteOptions, array_metadata_json};
 use super::sink::{SinkState, ZarrSink, ancestors, write_group_metadata};
 use super::staging::Staging;
-use super::normalize_node_path;
 
 /// What the group writer and its member sinks share.
 pub(crate) struct GroupShared {
@@ -88,7 +88,9 @@ pub struct ZarrGroupWriter {
 
 impl std::fmt::Debug for ZarrGroupWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ZarrGroupWriter").field("path", &self.shared.staging.final_path()).finish()
+        f.debug_struct("ZarrGroupWriter")
+            .field("path", &self.shared.staging.final_path())
+            .finish()
     }
 }
 
@@ -103,7 +105,13 @@ impl ZarrGroupWriter {
         write_group_metadata(staging.dir(), "/", options.version, &options.attributes)?;
         let mut inner = GroupInner::default();
         inner.groups.insert("/".into());
-        Ok(ZarrGroupWriter { shared: Arc::new(GroupShared { staging, version: options.version, inner: Mutex::new(inner) }) })
+        Ok(ZarrGroupWriter {
+            shared: Arc::new(GroupShared {
+                staging,
+                version: options.version,
+                inner: Mutex::new(inner),
+            }),
+        })
     }
 
     /// The path the group appears at once finished.
@@ -121,7 +129,12 @@ impl ZarrGroupWriter {
         let mut inner = self.shared.lock();
         Self::check_free(&inner, &node, self.path())?;
         self.ensure_ancestors(&mut inner, &node)?;
-        write_group_metadata(self.shared.staging.dir(), &node, self.shared.version, attributes)?;
+        write_group_metadata(
+            self.shared.staging.dir(),
+            &node,
+            self.shared.version,
+            attributes,
+        )?;
         inner.groups.insert(node);
         Ok(())
     }
@@ -165,17 +178,26 @@ impl ZarrGroupWriter {
     fn member_path(&self, name: &str) -> Result<String> {
         let node = normalize_node_path(self.path(), name)?;
         if node == "/" {
-            return Err(Error::InvalidArgument(format!("a member of the group at {} needs a name", self.path().display())));
+            return Err(Error::InvalidArgument(format!(
+                "a member of the group at {} needs a name",
+                self.path().display()
+            )));
         }
         Ok(node)
     }
 
     fn check_free(inner: &GroupInner, node: &str, path: &Path) -> Result<()> {
         if inner.finishing {
-            return Err(Error::InvalidArgument(format!("the group at {} is being finished", path.display())));
+            return Err(Error::InvalidArgument(format!(
+                "the group at {} is being finished",
+                path.display()
+            )));
         }
         let taken = inner.groups.contains(node) || inner.arrays.iter().any(|(a, _)| a == node);
-        let under_array = inner.arrays.iter().any(|(a, _)| node.starts_with(&format!("{a}/")));
+        let under_array = inner
+            .arrays
+            .iter()
+            .any(|(a, _)| node.starts_with(&format!("{a}/")));
         if taken || under_array {
             return Err(Error::InvalidArgument(format!(
                 "{node} is already {} in the group at {}",
@@ -189,10 +211,17 @@ impl ZarrGroupWriter {
     fn ensure_ancestors(&self, inner: &mut GroupInner, node: &str) -> Result<()> {
         for g in ancestors(node) {
             if inner.arrays.iter().any(|(a, _)| *a == g) {
-                return Err(Error::InvalidArgument(format!("{node} would be inside the array {g}")));
+                return Err(Error::InvalidArgument(format!(
+                    "{node} would be inside the array {g}"
+                )));
             }
             if !inner.groups.contains(&g) {
-                write_group_metadata(self.shared.staging.dir(), &g, self.shared.version, &Map::new())?;
+                write_group_metadata(
+                    self.shared.staging.dir(),
+                    &g,
+                    self.shared.version,
+                    &Map::new(),
+                )?;
                 inner.groups.insert(g);
             }
         }
@@ -210,14 +239,22 @@ impl ZarrGroupWriter {
         let staging = &self.shared.staging;
         // Lock order everywhere: the staging guard first, then `inner`; never `inner` while
         // waiting for the staging write lock (commit/discard).
-        let pending = self.shared.lock().arrays.iter().find(|(_, s)| *s != SinkState::Finished).cloned();
+        let pending = self
+            .shared
+            .lock()
+            .arrays
+            .iter()
+            .find(|(_, s)| *s != SinkState::Finished)
+            .cloned();
         if let Some((name, state)) = pending {
             if state == SinkState::Aborted {
                 staging.discard();
             }
             return Err(Error::Zarr {
                 path: self.path().to_path_buf(),
-                message: format!("cannot finish the group: its array {name} is {state:?}, not finished"),
+                message: format!(
+                    "cannot finish the group: its array {name} is {state:?}, not finished"
+                ),
             });
         }
         let result = {
@@ -252,47 +289,72 @@ fn read_json(path: &Path) -> Result<Option<Value>> {
     match fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text)
             .map(Some)
-            .map_err(|e| Error::ZarrMetadata { path: path.to_path_buf(), detail: e.to_string() }),
+            .map_err(|e| Error::ZarrMetadata {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(path, e)),
     }
 }
 
 fn write_json(path: &Path, v: &Value) -> Result<()> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Zarr { path: path.to_path_buf(), message: e.to_string() })?;
+    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Zarr {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
     fs::write(path, text).map_err(|e| Error::io(path, e))
 }
 
 /// Writes consolidated metadata in the form zarr-python writes and reads: inline in the root
 /// `zarr.json` for v3, a `.zmetadata` file for v2 (keys relative to the root).
 fn consolidate(dir: &Path, version: ZarrVersion, inner: &GroupInner) -> Result<()> {
-    let nodes: BTreeSet<&str> =
-        inner.groups.iter().map(String::as_str).chain(inner.arrays.iter().map(|(a, _)| a.as_str())).filter(|n| *n != "/").collect();
+    let nodes: BTreeSet<&str> = inner
+        .groups
+        .iter()
+        .map(String::as_str)
+        .chain(inner.arrays.iter().map(|(a, _)| a.as_str()))
+        .filter(|n| *n != "/")
+        .collect();
     let node_dir = |n: &str| -> PathBuf { dir.join(n.trim_start_matches('/')) };
     match version {
         ZarrVersion::V3 => {
             let mut metadata = Map::new();
             for n in &nodes {
                 let p = node_dir(n).join("zarr.json");
-                let v = read_json(&p)?.ok_or_else(|| Error::Zarr { path: p.clone(), message: "missing node metadata".into() })?;
+                let v = read_json(&p)?.ok_or_else(|| Error::Zarr {
+                    path: p.clone(),
+                    message: "missing node metadata".into(),
+                })?;
                 metadata.insert(n.trim_start_matches('/').to_string(), v);
             }
             let root = dir.join("zarr.json");
-            let mut v = read_json(&root)?.ok_or_else(|| Error::Zarr { path: root.clone(), message: "missing group metadata".into() })?;
-            v["consolidated_metadata"] = json!({"kind": "inline", "must_understand": false, "metadata": metadata});
+            let mut v = read_json(&root)?.ok_or_else(|| Error::Zarr {
+                path: root.clone(),
+                message: "missing group metadata".into(),
+            })?;
+            v["consolidated_metadata"] =
+                json!({"kind": "inline", "must_understand": false, "metadata": metadata});
             write_json(&root, &v)
         }
         ZarrVersion::V2 => {
             let mut metadata = Map::new();
             for n in std::iter::once("/").chain(nodes.iter().copied()) {
-                let prefix = if n == "/" { String::new() } else { format!("{}/", n.trim_start_matches('/')) };
+                let prefix = if n == "/" {
+                    String::new()
+                } else {
+                    format!("{}/", n.trim_start_matches('/'))
+                };
                 for file in [".zgroup", ".zarray", ".zattrs"] {
                     if let Some(v) = read_json(&node_dir(n).join(file))? {
                         metadata.insert(format!("{prefix}{file}"), v);
                     }
                 }
             }
-            write_json(&dir.join(".zmetadata"), &json!({"metadata": metadata, "zarr_consolidated_format": 1}))
+            write_json(
+                &dir.join(".zmetadata"),
+                &json!({"metadata": metadata, "zarr_consolidated_format": 1}),
+            )
         }
     }
 }

@@ -89,7 +89,11 @@ pub(crate) fn normalize_node_path(store: &Path, array_path: &str) -> Result<Stri
 /// The path of a node for messages: the store path joined with the node path.
 pub(crate) fn display_path(store: &Path, node_path: &str) -> PathBuf {
     let rel = node_path.trim_start_matches('/');
-    if rel.is_empty() { store.to_path_buf() } else { store.join(rel) }
+    if rel.is_empty() {
+        store.to_path_buf()
+    } else {
+        store.join(rel)
+    }
 }
 
 /// Codec options for one encode or decode call: one codec thread, because the executor
@@ -108,12 +112,19 @@ pub(crate) fn map_create_error(path: &Path, e: ArrayCreateError) -> Error {
                 let dtype = what.strip_prefix("data type ").unwrap_or(&what).to_string();
                 Error::ZarrUnsupportedDType { path, dtype }
             }
-            other => Error::ZarrMetadata { path, detail: format!("invalid data type: {other}") },
+            other => Error::ZarrMetadata {
+                path,
+                detail: format!("invalid data type: {other}"),
+            },
         },
         ArrayCreateError::CodecsCreateError(p) => plugin_error(path, "codec", p),
         ArrayCreateError::ChunkGridCreateError(p) => plugin_error(path, "chunk grid", p),
-        ArrayCreateError::ChunkKeyEncodingCreateError(p) => plugin_error(path, "chunk key encoding", p),
-        ArrayCreateError::StorageTransformersCreateError(p) => plugin_error(path, "storage transformer", p),
+        ArrayCreateError::ChunkKeyEncodingCreateError(p) => {
+            plugin_error(path, "chunk key encoding", p)
+        }
+        ArrayCreateError::StorageTransformersCreateError(p) => {
+            plugin_error(path, "storage transformer", p)
+        }
         ArrayCreateError::UnsupportedZarrV2Array(msg) => {
             if msg.contains("data type") || msg.contains("dtype") {
                 Error::ZarrUnsupportedDType { path, dtype: msg }
@@ -126,9 +137,10 @@ pub(crate) fn map_create_error(path: &Path, e: ArrayCreateError) -> Error {
                 Error::ZarrUnsupported { path, what }
             }
         }
-        ArrayCreateError::MissingMetadata => {
-            Error::NotZarr { path, reason: "no zarr.json or .zarray metadata".into() }
-        }
+        ArrayCreateError::MissingMetadata => Error::NotZarr {
+            path,
+            reason: "no zarr.json or .zarray metadata".into(),
+        },
         ArrayCreateError::StorageError(s) => map_storage_error(path, s),
         other @ (ArrayCreateError::InvalidFillValue { .. }
         | ArrayCreateError::InvalidFillValueMetadata { .. }
@@ -136,7 +148,10 @@ pub(crate) fn map_create_error(path: &Path, e: ArrayCreateError) -> Error {
         | ArrayCreateError::InvalidDimensionNames(..)
         | ArrayCreateError::InvalidSubchunkShape(..)
         | ArrayCreateError::AdditionalFieldUnsupportedError(..)
-        | ArrayCreateError::NodePathError(..)) => Error::ZarrMetadata { path, detail: other.to_string() },
+        | ArrayCreateError::NodePathError(..)) => Error::ZarrMetadata {
+            path,
+            detail: other.to_string(),
+        },
     }
 }
 
@@ -145,29 +160,45 @@ fn plugin_error(path: PathBuf, kind: &str, p: PluginCreateError) -> Error {
         PluginCreateError::Unsupported(u) => {
             let what = unsupported_name(&u);
             let name = what.strip_prefix(kind).map(str::trim).unwrap_or(&what);
-            Error::ZarrUnsupported { path, what: format!("{kind} `{name}`") }
+            Error::ZarrUnsupported {
+                path,
+                what: format!("{kind} `{name}`"),
+            }
         }
-        other => Error::ZarrMetadata { path, detail: format!("invalid {kind}: {other}") },
+        other => Error::ZarrMetadata {
+            path,
+            detail: format!("invalid {kind}: {other}"),
+        },
     }
 }
 
 /// `"codec foo is not supported"` -> `"codec foo"` (zarrs' error has no accessors).
 fn unsupported_name(u: &zarrs::plugin::PluginUnsupportedError) -> String {
     let s = u.to_string();
-    s.strip_suffix(" is not supported").unwrap_or(&s).to_string()
+    s.strip_suffix(" is not supported")
+        .unwrap_or(&s)
+        .to_string()
 }
 
 /// Maps a zarrs storage error to a typed spillway error.
 pub(crate) fn map_storage_error(path: PathBuf, e: StorageError) -> Error {
     match e {
-        StorageError::IOError(io) => {
-            Error::Io { path: Some(path), source: std::io::Error::new(io.kind(), io.to_string()) }
-        }
-        StorageError::InvalidMetadata(key, msg) => Error::ZarrMetadata { path, detail: format!("{key}: {msg}") },
-        StorageError::MissingMetadata(prefix) => {
-            Error::NotZarr { path, reason: format!("no zarr metadata under `{prefix}`") }
-        }
-        other => Error::Zarr { path, message: other.to_string() },
+        StorageError::IOError(io) => Error::Io {
+            path: Some(path),
+            source: std::io::Error::new(io.kind(), io.to_string()),
+        },
+        StorageError::InvalidMetadata(key, msg) => Error::ZarrMetadata {
+            path,
+            detail: format!("{key}: {msg}"),
+        },
+        StorageError::MissingMetadata(prefix) => Error::NotZarr {
+            path,
+            reason: format!("no zarr metadata under `{prefix}`"),
+        },
+        other => Error::Zarr {
+            path,
+            message: other.to_string(),
+        },
     }
 }
 
@@ -177,9 +208,16 @@ pub(crate) fn map_storage_error(path: PathBuf, e: StorageError) -> Error {
 pub(crate) fn map_array_error(path: &Path, chunk: Option<Vec<u64>>, e: ArrayError) -> Error {
     let path = path.to_path_buf();
     match e {
-        ArrayError::CodecError(c) => Error::ZarrCorruptChunk { path, chunk, detail: c.to_string() },
+        ArrayError::CodecError(c) => Error::ZarrCorruptChunk {
+            path,
+            chunk,
+            detail: c.to_string(),
+        },
         ArrayError::StorageError(s) => map_storage_error(path, s),
-        other => Error::Zarr { path, message: other.to_string() },
+        other => Error::Zarr {
+            path,
+            message: other.to_string(),
+        },
     }
 }
 
@@ -194,7 +232,10 @@ mod tests {
         assert_eq!(normalize_node_path(s, "").unwrap(), "/");
         assert_eq!(normalize_node_path(s, "a/b/").unwrap(), "/a/b");
         assert_eq!(normalize_node_path(s, "//a").unwrap(), "/a");
-        assert!(matches!(normalize_node_path(s, "/a/../b"), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            normalize_node_path(s, "/a/../b"),
+            Err(Error::InvalidArgument(_))
+        ));
         assert_eq!(display_path(s, "/"), PathBuf::from("s.zarr"));
         assert_eq!(display_path(s, "/g/a"), PathBuf::from("s.zarr/g/a"));
     }

@@ -198,21 +198,42 @@ pub(crate) struct Layout {
 
 impl Layout {
     /// Checks the shapes against each other and the options.
-    pub(crate) fn resolve(shape: &[usize], chunk_shape: &[usize], opts: &ZarrWriteOptions) -> Result<Layout> {
-        let chunk_shape = opts.chunk_shape.clone().unwrap_or_else(|| chunk_shape.to_vec());
-        let bad = |reason: String| Error::InvalidChunks { shape: shape.to_vec(), chunks: format!("{chunk_shape:?}"), reason };
+    pub(crate) fn resolve(
+        shape: &[usize],
+        chunk_shape: &[usize],
+        opts: &ZarrWriteOptions,
+    ) -> Result<Layout> {
+        let chunk_shape = opts
+            .chunk_shape
+            .clone()
+            .unwrap_or_else(|| chunk_shape.to_vec());
+        let bad = |reason: String| Error::InvalidChunks {
+            shape: shape.to_vec(),
+            chunks: format!("{chunk_shape:?}"),
+            reason,
+        };
         if chunk_shape.len() != shape.len() {
-            return Err(bad(format!("{} chunk sizes for {} axes", chunk_shape.len(), shape.len())));
+            return Err(bad(format!(
+                "{} chunk sizes for {} axes",
+                chunk_shape.len(),
+                shape.len()
+            )));
         }
         if let Some(a) = chunk_shape.iter().position(|&c| c == 0) {
             return Err(bad(format!("chunk size on axis {a} is zero")));
         }
         if let Some(shard) = &opts.shard_shape {
             if opts.version == ZarrVersion::V2 {
-                return Err(Error::InvalidArgument("sharding needs Zarr v3; Zarr v2 has no shards".into()));
+                return Err(Error::InvalidArgument(
+                    "sharding needs Zarr v3; Zarr v2 has no shards".into(),
+                ));
             }
             if shard.len() != shape.len() {
-                return Err(bad(format!("shard shape {shard:?} has {} axes, the array {}", shard.len(), shape.len())));
+                return Err(bad(format!(
+                    "shard shape {shard:?} has {} axes, the array {}",
+                    shard.len(),
+                    shape.len()
+                )));
             }
             for a in 0..shape.len() {
                 if shard[a] == 0 || shard[a] % chunk_shape[a] != 0 {
@@ -233,7 +254,11 @@ impl Layout {
                 shape.len()
             )));
         }
-        Ok(Layout { shape: shape.to_vec(), chunk_shape, shard_shape: opts.shard_shape.clone() })
+        Ok(Layout {
+            shape: shape.to_vec(),
+            chunk_shape,
+            shard_shape: opts.shard_shape.clone(),
+        })
     }
 
     /// The shape of one stored object (a shard when sharded, else a chunk): one write task each.
@@ -276,7 +301,9 @@ pub(crate) fn fill_json(dtype: DType, fill: Scalar) -> Result<Value> {
                 Scalar::Bool(b) => i64::from(b),
                 Scalar::Float(f) if f.fract() == 0.0 && f.is_finite() => f as i64,
                 Scalar::Float(f) => {
-                    return Err(Error::InvalidArgument(format!("fill value {f} is not an integer for dtype {dtype}")));
+                    return Err(Error::InvalidArgument(format!(
+                        "fill value {f} is not an integer for dtype {dtype}"
+                    )));
                 }
             };
             let (lo, hi) = match dtype {
@@ -285,7 +312,9 @@ pub(crate) fn fill_json(dtype: DType, fill: Scalar) -> Result<Value> {
                 _ => (i64::MIN, i64::MAX),
             };
             if int < lo || int > hi {
-                return Err(Error::InvalidArgument(format!("fill value {int} does not fit dtype {dtype}")));
+                return Err(Error::InvalidArgument(format!(
+                    "fill value {int} does not fit dtype {dtype}"
+                )));
             }
             json!(int)
         }
@@ -305,11 +334,17 @@ fn bytes_codec(dtype: DType) -> Value {
 fn compressor_v3(c: ZarrCompression, dtype: DType) -> Option<Value> {
     match c {
         ZarrCompression::None => None,
-        ZarrCompression::Zstd { level } => Some(json!({"name": "zstd", "configuration": {"level": level, "checksum": false}})),
-        ZarrCompression::Gzip { level } => Some(json!({"name": "gzip", "configuration": {"level": level}})),
-        ZarrCompression::Blosc { cname, clevel } => Some(json!({"name": "blosc", "configuration": {
+        ZarrCompression::Zstd { level } => {
+            Some(json!({"name": "zstd", "configuration": {"level": level, "checksum": false}}))
+        }
+        ZarrCompression::Gzip { level } => {
+            Some(json!({"name": "gzip", "configuration": {"level": level}}))
+        }
+        ZarrCompression::Blosc { cname, clevel } => {
+            Some(json!({"name": "blosc", "configuration": {
             "cname": cname.name(), "clevel": clevel, "shuffle": "shuffle",
-            "typesize": dtype.size_bytes(), "blocksize": 0}})),
+            "typesize": dtype.size_bytes(), "blocksize": 0}}))
+        }
     }
 }
 
@@ -339,8 +374,18 @@ fn dtype_v2(dtype: DType) -> &'static str {
 
 /// The array metadata document (`zarr.json` contents for v3, `.zarray` plus attributes for
 /// v2) for an array of `dtype` with `layout`.
-pub(crate) fn array_metadata_json(dtype: DType, layout: &Layout, opts: &ZarrWriteOptions) -> Result<Value> {
-    let fill = fill_json(dtype, opts.fill_value.unwrap_or_else(|| default_fill(dtype)))?;
+pub(crate) fn array_metadata_json(
+    dtype: DType,
+    layout: &Layout,
+    opts: &ZarrWriteOptions,
+) -> Result<Value> {
+    let fill = match (opts.version, opts.fill_value) {
+        // xarray reads a v2 `fill_value` as `_FillValue` and masks every element equal to it
+        // (turning a bool or int array into floats with NaN), so v2 integer and bool arrays
+        // get `null` unless a fill value is asked for; readers then use 0 / false.
+        (ZarrVersion::V2, None) if !dtype.is_float() => Value::Null,
+        (_, fill) => fill_json(dtype, fill.unwrap_or_else(|| default_fill(dtype)))?,
+    };
     Ok(match opts.version {
         ZarrVersion::V3 => {
             let mut inner = vec![bytes_codec(dtype)];
@@ -399,24 +444,55 @@ mod tests {
 
     #[test]
     fn fill_values_are_checked_and_spelled_as_zarr_does() {
-        assert_eq!(fill_json(DType::F64, Scalar::Float(f64::NAN)).unwrap(), json!("NaN"));
-        assert_eq!(fill_json(DType::F32, Scalar::Float(f64::NEG_INFINITY)).unwrap(), json!("-Infinity"));
-        assert_eq!(fill_json(DType::F64, Scalar::Float(-1.5)).unwrap(), json!(-1.5));
+        assert_eq!(
+            fill_json(DType::F64, Scalar::Float(f64::NAN)).unwrap(),
+            json!("NaN")
+        );
+        assert_eq!(
+            fill_json(DType::F32, Scalar::Float(f64::NEG_INFINITY)).unwrap(),
+            json!("-Infinity")
+        );
+        assert_eq!(
+            fill_json(DType::F64, Scalar::Float(-1.5)).unwrap(),
+            json!(-1.5)
+        );
         assert_eq!(fill_json(DType::I32, Scalar::Int(-7)).unwrap(), json!(-7));
-        assert_eq!(fill_json(DType::Bool, Scalar::Bool(true)).unwrap(), json!(true));
-        assert!(matches!(fill_json(DType::U8, Scalar::Int(256)), Err(Error::InvalidArgument(_))));
-        assert!(matches!(fill_json(DType::I32, Scalar::Float(0.5)), Err(Error::InvalidArgument(_))));
+        assert_eq!(
+            fill_json(DType::Bool, Scalar::Bool(true)).unwrap(),
+            json!(true)
+        );
+        assert!(matches!(
+            fill_json(DType::U8, Scalar::Int(256)),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            fill_json(DType::I32, Scalar::Float(0.5)),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 
     #[test]
     fn layouts_refuse_bad_shards_and_names() {
         let o = ZarrWriteOptions::default().shards(vec![8, 7]);
-        assert!(matches!(Layout::resolve(&[16, 14], &[4, 2], &o), Err(Error::InvalidChunks { .. })));
-        let o = ZarrWriteOptions::default().shards(vec![8, 8]).version(ZarrVersion::V2);
-        assert!(matches!(Layout::resolve(&[16, 16], &[4, 4], &o), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            Layout::resolve(&[16, 14], &[4, 2], &o),
+            Err(Error::InvalidChunks { .. })
+        ));
+        let o = ZarrWriteOptions::default()
+            .shards(vec![8, 8])
+            .version(ZarrVersion::V2);
+        assert!(matches!(
+            Layout::resolve(&[16, 16], &[4, 4], &o),
+            Err(Error::InvalidArgument(_))
+        ));
         let o = ZarrWriteOptions::default().dimension_names(["x"]);
-        assert!(matches!(Layout::resolve(&[4, 4], &[2, 2], &o), Err(Error::InvalidArgument(_))));
-        let o = ZarrWriteOptions::default().chunk_shape(vec![3, 3]).shards(vec![6, 9]);
+        assert!(matches!(
+            Layout::resolve(&[4, 4], &[2, 2], &o),
+            Err(Error::InvalidArgument(_))
+        ));
+        let o = ZarrWriteOptions::default()
+            .chunk_shape(vec![3, 3])
+            .shards(vec![6, 9]);
         let l = Layout::resolve(&[10, 10], &[5, 5], &o).unwrap();
         assert_eq!(l.chunk_shape, vec![3, 3]);
         assert_eq!(l.write_shape(), &[6, 9]);
@@ -428,10 +504,16 @@ mod tests {
         let m = array_metadata_json(DType::F32, &l, &ZarrWriteOptions::default()).unwrap();
         assert_eq!(m["data_type"], "float32");
         assert_eq!(m["fill_value"], "NaN");
-        assert_eq!(m["codecs"][1], json!({"name": "zstd", "configuration": {"level": 3, "checksum": false}}));
+        assert_eq!(
+            m["codecs"][1],
+            json!({"name": "zstd", "configuration": {"level": 3, "checksum": false}})
+        );
         let o = ZarrWriteOptions::default()
             .version(ZarrVersion::V2)
-            .compression(ZarrCompression::Blosc { cname: BloscCompressor::Lz4, clevel: 5 })
+            .compression(ZarrCompression::Blosc {
+                cname: BloscCompressor::Lz4,
+                clevel: 5,
+            })
             .dimension_names(["t"]);
         let m = array_metadata_json(DType::I64, &l, &o).unwrap();
         assert_eq!(m["dtype"], "<i8");

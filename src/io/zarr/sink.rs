@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use serde_json::{Value, json};
-use zarrs::array::{Array, ArrayError, ArrayMetadata, ArrayMetadataOptions, ArrayMetadataV2, ArrayMetadataV3, ArraySubset};
+use zarrs::array::{
+    Array, ArrayError, ArrayMetadata, ArrayMetadataV2, ArrayMetadataV3, ArraySubset,
+};
 use zarrs::filesystem::FilesystemStore;
 
 use crate::chunk::ChunkData;
@@ -18,7 +20,9 @@ use super::group::GroupShared;
 use super::options::{Layout, ZarrVersion, ZarrWriteOptions, array_metadata_json};
 use super::source::{ZarrSource, regular_chunk_shape};
 use super::staging::Staging;
-use super::{codec_options, display_path, map_create_error, map_storage_error, normalize_node_path};
+use super::{
+    codec_options, display_path, map_create_error, map_storage_error, normalize_node_path,
+};
 
 /// Where a sink is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,7 +42,10 @@ enum Owner {
     Standalone(Staging),
     /// An array inside a [`ZarrGroupWriter`](super::ZarrGroupWriter)'s temp dir; the group
     /// renames it into place.
-    Member { group: Arc<GroupShared>, slot: usize },
+    Member {
+        group: Arc<GroupShared>,
+        slot: usize,
+    },
     /// A region of an existing array, written in place.
     Region,
 }
@@ -90,39 +97,91 @@ pub struct ZarrSink {
 
 impl std::fmt::Debug for ZarrSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ZarrSink").field("path", &self.display).field("dtype", &self.dtype).field("grid", &self.grid).finish()
+        f.debug_struct("ZarrSink")
+            .field("path", &self.display)
+            .field("dtype", &self.dtype)
+            .field("grid", &self.grid)
+            .finish()
     }
 }
 
 /// Writes the metadata of an empty group at `node` under `dir`.
-pub(crate) fn write_group_metadata(dir: &Path, node: &str, version: ZarrVersion, attributes: &serde_json::Map<String, Value>) -> Result<()> {
+pub(crate) fn write_group_metadata(
+    dir: &Path,
+    node: &str,
+    version: ZarrVersion,
+    attributes: &serde_json::Map<String, Value>,
+) -> Result<()> {
     let node_dir = dir.join(node.trim_start_matches('/'));
     fs::create_dir_all(&node_dir).map_err(|e| Error::io(&node_dir, e))?;
     let write = |name: &str, v: Value| {
         let p = node_dir.join(name);
-        let text = serde_json::to_string_pretty(&v).map_err(|e| Error::Zarr { path: p.clone(), message: e.to_string() })?;
+        let text = serde_json::to_string_pretty(&v).map_err(|e| Error::Zarr {
+            path: p.clone(),
+            message: e.to_string(),
+        })?;
         fs::write(&p, text).map_err(|e| Error::io(&p, e))
     };
     match version {
-        ZarrVersion::V3 => write("zarr.json", json!({"zarr_format": 3, "node_type": "group", "attributes": attributes})),
+        ZarrVersion::V3 => write(
+            "zarr.json",
+            json!({"zarr_format": 3, "node_type": "group", "attributes": attributes}),
+        ),
         ZarrVersion::V2 => {
             write(".zgroup", json!({"zarr_format": 2}))?;
-            if attributes.is_empty() { Ok(()) } else { write(".zattrs", Value::Object(attributes.clone())) }
+            if attributes.is_empty() {
+                Ok(())
+            } else {
+                write(".zattrs", Value::Object(attributes.clone()))
+            }
         }
+    }
+}
+
+/// Writes an array's metadata document: `zarr.json` for v3; `.zarray` plus `.zattrs` (the
+/// `attributes` member, when not empty) for v2.
+fn write_array_metadata(node_dir: &Path, meta: &Value) -> Result<()> {
+    fs::create_dir_all(node_dir).map_err(|e| Error::io(node_dir, e))?;
+    let write = |name: &str, v: &Value| {
+        let p = node_dir.join(name);
+        let text = serde_json::to_string_pretty(v).map_err(|e| Error::Zarr {
+            path: p.clone(),
+            message: e.to_string(),
+        })?;
+        fs::write(&p, text).map_err(|e| Error::io(&p, e))
+    };
+    if meta["zarr_format"] == 2 {
+        let mut zarray = meta.clone();
+        let attributes = zarray.as_object_mut().and_then(|m| m.remove("attributes"));
+        write(".zarray", &zarray)?;
+        match attributes {
+            Some(Value::Object(a)) if !a.is_empty() => write(".zattrs", &Value::Object(a)),
+            _ => Ok(()),
+        }
+    } else {
+        write("zarr.json", meta)
     }
 }
 
 /// The ancestors of a node path, root first: `/a/b/c` -> `["/", "/a", "/a/b"]`.
 pub(crate) fn ancestors(node: &str) -> Vec<String> {
     let parts: Vec<&str> = node.split('/').filter(|p| !p.is_empty()).collect();
-    (0..parts.len()).map(|n| format!("/{}", parts[..n].join("/"))).collect()
+    (0..parts.len())
+        .map(|n| format!("/{}", parts[..n].join("/")))
+        .collect()
 }
 
 fn map_write_error(path: &Path, chunk: &[u64], e: ArrayError) -> Error {
     match e {
         ArrayError::StorageError(s) => map_storage_error(path.to_path_buf(), s),
-        ArrayError::CodecError(c) => Error::Zarr { path: path.to_path_buf(), message: format!("encoding chunk {chunk:?}: {c}") },
-        other => Error::Zarr { path: path.to_path_buf(), message: format!("writing chunk {chunk:?}: {other}") },
+        ArrayError::CodecError(c) => Error::Zarr {
+            path: path.to_path_buf(),
+            message: format!("encoding chunk {chunk:?}: {c}"),
+        },
+        other => Error::Zarr {
+            path: path.to_path_buf(),
+            message: format!("writing chunk {chunk:?}: {other}"),
+        },
     }
 }
 
@@ -154,10 +213,23 @@ impl ZarrSink {
         let meta = array_metadata_json(dtype, &layout, options)?;
         let staging = Staging::create(path, options.overwrite)?;
         for group in ancestors(&node) {
-            write_group_metadata(staging.dir(), &group, options.version, &serde_json::Map::new())?;
+            write_group_metadata(
+                staging.dir(),
+                &group,
+                options.version,
+                &serde_json::Map::new(),
+            )?;
         }
         let dir = staging.dir().to_path_buf();
-        Self::new_in(&dir, &node, display_path(path, &node), dtype, &layout, meta, Owner::Standalone(staging))
+        Self::new_in(
+            &dir,
+            &node,
+            display_path(path, &node),
+            dtype,
+            &layout,
+            meta,
+            Owner::Standalone(staging),
+        )
     }
 
     /// Creates an array inside a group writer's temp directory.
@@ -171,21 +243,50 @@ impl ZarrSink {
     ) -> Result<ZarrSink> {
         let display = display_path(group.staging.final_path(), node);
         let dir = group.staging.dir().to_path_buf();
-        Self::new_in(&dir, node, display, dtype, layout, meta, Owner::Member { group: Arc::clone(group), slot })
+        Self::new_in(
+            &dir,
+            node,
+            display,
+            dtype,
+            layout,
+            meta,
+            Owner::Member {
+                group: Arc::clone(group),
+                slot,
+            },
+        )
     }
 
-    fn new_in(dir: &Path, node: &str, display: PathBuf, dtype: DType, layout: &Layout, meta: Value, owner: Owner) -> Result<ZarrSink> {
-        let store = FilesystemStore::new(dir).map_err(|e| Error::Zarr { path: display.clone(), message: e.to_string() })?;
-        let invalid = |e: serde_json::Error| Error::Zarr { path: display.clone(), message: format!("building metadata: {e}") };
+    fn new_in(
+        dir: &Path,
+        node: &str,
+        display: PathBuf,
+        dtype: DType,
+        layout: &Layout,
+        meta: Value,
+        owner: Owner,
+    ) -> Result<ZarrSink> {
+        let store = FilesystemStore::new(dir).map_err(|e| Error::Zarr {
+            path: display.clone(),
+            message: e.to_string(),
+        })?;
+        let invalid = |e: serde_json::Error| Error::Zarr {
+            path: display.clone(),
+            message: format!("building metadata: {e}"),
+        };
+        let meta_json = meta.clone();
         let metadata = if meta["zarr_format"] == 2 {
             ArrayMetadata::V2(serde_json::from_value::<ArrayMetadataV2>(meta).map_err(invalid)?)
         } else {
             ArrayMetadata::V3(serde_json::from_value::<ArrayMetadataV3>(meta).map_err(invalid)?)
         };
-        let array = Array::new_with_metadata(Arc::new(store), node, metadata).map_err(|e| map_create_error(&display, e))?;
-        array
-            .store_metadata_opt(&ArrayMetadataOptions::default().with_include_zarrs_metadata(false))
-            .map_err(|e| map_storage_error(display.clone(), e))?;
+        // zarrs validates the metadata and encodes the chunks ...
+        let array = Array::new_with_metadata(Arc::new(store), node, metadata)
+            .map_err(|e| map_create_error(&display, e))?;
+        // ... but the metadata files are written from our JSON, which is spelled exactly as
+        // zarr-python spells it (zarrs would shorten `{"name": "bytes"}` to `"bytes"`, which
+        // zarr-python 3.1 rejects, and would add a `_zarrs` attribute).
+        write_array_metadata(&dir.join(node.trim_start_matches('/')), &meta_json)?;
         let grid = ChunkGrid::new(layout.shape.clone(), layout.write_shape().to_vec())?;
         Ok(ZarrSink {
             array,
@@ -235,24 +336,46 @@ impl ZarrSink {
     /// What [`ZarrSource::open`] reports for the array; [`Error::ZarrDTypeMismatch`] when the
     /// array stores another dtype; [`Error::ZarrRegion`] when the region has the wrong rank,
     /// reaches outside the array, or is not chunk-aligned.
-    pub fn open_region(path: impl AsRef<Path>, array_path: &str, region: &Region, dtype: DType) -> Result<ZarrSink> {
+    pub fn open_region(
+        path: impl AsRef<Path>,
+        array_path: &str,
+        region: &Region,
+        dtype: DType,
+    ) -> Result<ZarrSink> {
         let source = ZarrSource::open(path, array_path)?;
         let display = display_path(source.store_path(), source.array_path());
         if ChunkSource::dtype(&source) != dtype {
-            return Err(Error::ZarrDTypeMismatch { path: display, stored: ChunkSource::dtype(&source).name().into(), given: dtype });
+            return Err(Error::ZarrDTypeMismatch {
+                path: display,
+                stored: ChunkSource::dtype(&source).name().into(),
+                given: dtype,
+            });
         }
         let array = source.into_array();
         let shape: Vec<usize> = array.shape().iter().map(|&n| n as usize).collect();
-        let store_chunk = regular_chunk_shape(&array)
-            .map_err(|name| Error::ZarrUnsupported { path: display.clone(), what: format!("chunk grid `{name}`") })?;
-        let refuse = |reason: String| Error::ZarrRegion { path: display.clone(), region: region.to_string(), reason };
+        let store_chunk = regular_chunk_shape(&array).map_err(|name| Error::ZarrUnsupported {
+            path: display.clone(),
+            what: format!("chunk grid `{name}`"),
+        })?;
+        let refuse = |reason: String| Error::ZarrRegion {
+            path: display.clone(),
+            region: region.to_string(),
+            reason,
+        };
         if region.ndim() != shape.len() {
-            return Err(refuse(format!("the region has {} axes, the array {} (shape {shape:?})", region.ndim(), shape.len())));
+            return Err(refuse(format!(
+                "the region has {} axes, the array {} (shape {shape:?})",
+                region.ndim(),
+                shape.len()
+            )));
         }
         for a in 0..shape.len() {
             let (start, end, c) = (region.start()[a], region.end(a), store_chunk[a]);
             if end > shape[a] {
-                return Err(refuse(format!("axis {a} ends at {end}, past the array's length {} (shape {shape:?})", shape[a])));
+                return Err(refuse(format!(
+                    "axis {a} ends at {end}, past the array's length {} (shape {shape:?})",
+                    shape[a]
+                )));
             }
             if start % c != 0 || (end % c != 0 && end != shape[a]) {
                 return Err(refuse(format!(
@@ -288,7 +411,11 @@ impl ZarrSink {
             )));
         }
         if data.dtype() != self.dtype {
-            return Err(Error::ZarrDTypeMismatch { path: self.display.clone(), stored: self.dtype.name().into(), given: data.dtype() });
+            return Err(Error::ZarrDTypeMismatch {
+                path: self.display.clone(),
+                stored: self.dtype.name().into(),
+                given: data.dtype(),
+            });
         }
         let region = self.grid.chunk_region(index);
         if data.shape() != region.shape() {
@@ -320,7 +447,10 @@ impl ChunkSink for ZarrSink {
     fn write_chunk(&self, index: &[usize], data: &ChunkData) -> Result<()> {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
         if *state != SinkState::Open {
-            return Err(Error::Zarr { path: self.display.clone(), message: format!("write_chunk after the sink was {state:?}") });
+            return Err(Error::Zarr {
+                path: self.display.clone(),
+                message: format!("write_chunk after the sink was {state:?}"),
+            });
         }
         // Hold the staging directory open (not renamed nor deleted) while writing into it.
         let _staging = match &self.owner {
@@ -329,15 +459,18 @@ impl ChunkSink for ZarrSink {
             Owner::Region => None,
         };
         let region = self.check_chunk(index, data)?.translated(&self.offset);
-        let chunk: Vec<u64> = (0..region.ndim()).map(|a| (region.start()[a] / self.store_chunk[a]) as u64).collect();
+        let chunk: Vec<u64> = (0..region.ndim())
+            .map(|a| (region.start()[a] / self.store_chunk[a]) as u64)
+            .collect();
         let whole = region.shape() == self.store_chunk.as_slice();
         let opts = codec_options();
         let result = if whole {
             crate::dispatch_chunk!(data, a, T => self.array.store_chunk_opt(&chunk, a, &opts))
         } else {
             // An edge chunk (cut by the array's end): zarrs fills the rest with the fill value.
-            let ranges: Vec<std::ops::Range<u64>> =
-                (0..region.ndim()).map(|a| region.start()[a] as u64..region.end(a) as u64).collect();
+            let ranges: Vec<std::ops::Range<u64>> = (0..region.ndim())
+                .map(|a| region.start()[a] as u64..region.end(a) as u64)
+                .collect();
             let subset = ArraySubset::new_with_ranges(&ranges);
             crate::dispatch_chunk!(data, a, T => self.array.store_array_subset_opt(&subset, a, &opts))
         };
@@ -353,14 +486,21 @@ impl ChunkSink for ZarrSink {
     fn finish(&self) -> Result<()> {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         if *state != SinkState::Open {
-            return Err(Error::Zarr { path: self.display.clone(), message: format!("finish() on a sink that is {state:?}") });
+            return Err(Error::Zarr {
+                path: self.display.clone(),
+                message: format!("finish() on a sink that is {state:?}"),
+            });
         }
         let result = match &self.owner {
             Owner::Standalone(s) => s.commit(),
             Owner::Member { group, slot } => group.member_finished(*slot),
             Owner::Region => Ok(()),
         };
-        *state = if result.is_ok() { SinkState::Finished } else { SinkState::Aborted };
+        *state = if result.is_ok() {
+            SinkState::Finished
+        } else {
+            SinkState::Aborted
+        };
         result
     }
 
@@ -384,8 +524,18 @@ impl ChunkSink for ZarrSink {
             ArrayMetadata::V2(_) => "v2",
             ArrayMetadata::V3(_) => "v3",
         };
-        let what = if matches!(self.owner, Owner::Region) { "zarr region write" } else { "zarr write" };
-        format!("{what} {} ({v}, {} {:?}, write chunks {:?})", self.display.display(), self.dtype, self.grid.shape(), self.store_chunk)
+        let what = if matches!(self.owner, Owner::Region) {
+            "zarr region write"
+        } else {
+            "zarr write"
+        };
+        format!(
+            "{what} {} ({v}, {} {:?}, write chunks {:?})",
+            self.display.display(),
+            self.dtype,
+            self.grid.shape(),
+            self.store_chunk
+        )
     }
 
     /// About two stored chunks' worth: the encoder's output buffer, plus the decoded chunk

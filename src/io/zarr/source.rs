@@ -59,17 +59,30 @@ pub struct ZarrSource {
 
 impl std::fmt::Debug for ZarrSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ZarrSource").field("path", &self.display).field("dtype", &self.dtype).field("grid", &self.grid).finish()
+        f.debug_struct("ZarrSource")
+            .field("path", &self.display)
+            .field("dtype", &self.dtype)
+            .field("grid", &self.grid)
+            .finish()
     }
 }
 
 /// The metadata document of a node directory, if any: `(zarr_format, node_type)`.
 fn node_kind(dir: &Path) -> Option<(u8, &'static str)> {
     if let Ok(text) = fs::read_to_string(dir.join("zarr.json")) {
-        let kind = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v.get("node_type").and_then(Value::as_str).map(str::to_owned));
-        return Some((3, if kind.as_deref() == Some("group") { "group" } else { "array" }));
+        let kind = serde_json::from_str::<Value>(&text).ok().and_then(|v| {
+            v.get("node_type")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+        return Some((
+            3,
+            if kind.as_deref() == Some("group") {
+                "group"
+            } else {
+                "array"
+            },
+        ));
     }
     if dir.join(".zarray").is_file() {
         return Some((2, "array"));
@@ -81,15 +94,24 @@ fn node_kind(dir: &Path) -> Option<(u8, &'static str)> {
 }
 
 fn walk(dir: &Path, node: &str, out: &mut Vec<String>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
-    let mut children: Vec<_> = entries.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).collect();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let mut children: Vec<_> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .collect();
     children.sort_by_key(|e| e.file_name());
     for child in children {
         let name = child.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') {
             continue;
         }
-        let path = if node == "/" { format!("/{name}") } else { format!("{node}/{name}") };
+        let path = if node == "/" {
+            format!("/{name}")
+        } else {
+            format!("{node}/{name}")
+        };
         match node_kind(&child.path()) {
             Some((_, "array")) => out.push(path),
             Some((_, _)) => walk(&child.path(), &path, out),
@@ -130,7 +152,10 @@ pub fn list_arrays(path: impl AsRef<Path>) -> Result<Vec<String>> {
             walk(path, "/", &mut out);
             Ok(out)
         }
-        None => Err(Error::NotZarr { path: path.to_path_buf(), reason: "no zarr.json, .zarray or .zgroup".into() }),
+        None => Err(Error::NotZarr {
+            path: path.to_path_buf(),
+            reason: "no zarr.json, .zarray or .zgroup".into(),
+        }),
     }
 }
 
@@ -160,7 +185,9 @@ fn dtype_name(array: &Array<FilesystemStore>) -> String {
     match array.metadata() {
         ArrayMetadata::V3(m) => m.data_type.name().to_string(),
         ArrayMetadata::V2(m) => {
-            let raw = serde_json::to_value(&m.dtype).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default();
+            let raw = serde_json::to_value(&m.dtype)
+                .map(|v| v.to_string().trim_matches('"').to_string())
+                .unwrap_or_default();
             match array.data_type().name(zarrs::plugin::ZarrVersion::V3) {
                 Some(v3) => format!("{raw} ({v3})"),
                 None => raw,
@@ -170,7 +197,9 @@ fn dtype_name(array: &Array<FilesystemStore>) -> String {
 }
 
 /// The regular chunk shape of an array, or the name of its irregular grid.
-pub(super) fn regular_chunk_shape(array: &Array<FilesystemStore>) -> std::result::Result<Vec<usize>, String> {
+pub(super) fn regular_chunk_shape(
+    array: &Array<FilesystemStore>,
+) -> std::result::Result<Vec<usize>, String> {
     match array.metadata() {
         ArrayMetadata::V2(m) => Ok(m.chunks.iter().map(|c| c.get() as usize).collect()),
         ArrayMetadata::V3(m) => {
@@ -183,7 +212,12 @@ pub(super) fn regular_chunk_shape(array: &Array<FilesystemStore>) -> std::result
                 .configuration()
                 .and_then(|c| c.get("chunk_shape"))
                 .and_then(Value::as_array)
-                .map(|v| v.iter().filter_map(Value::as_u64).map(|c| c as usize).collect::<Vec<_>>());
+                .map(|v| {
+                    v.iter()
+                        .filter_map(Value::as_u64)
+                        .map(|c| c as usize)
+                        .collect::<Vec<_>>()
+                });
             match shape {
                 Some(s) if s.len() == array.dimensionality() && s.iter().all(|&c| c > 0) => Ok(s),
                 _ => Err(format!("{name} (without a valid chunk_shape)")),
@@ -210,7 +244,10 @@ impl ZarrSource {
         let display = display_path(&store_path, &node_path);
         let meta = fs::metadata(&store_path).map_err(|e| Error::io(&store_path, e))?;
         if !meta.is_dir() {
-            return Err(Error::NotZarr { path: store_path, reason: "it is a file, not a Zarr store directory".into() });
+            return Err(Error::NotZarr {
+                path: store_path,
+                reason: "it is a file, not a Zarr store directory".into(),
+            });
         }
         let node_dir = store_path.join(node_path.trim_start_matches('/'));
         match node_kind(&node_dir) {
@@ -218,7 +255,10 @@ impl ZarrSource {
             Some((_, _)) => {
                 let mut arrays = Vec::new();
                 walk(&node_dir, &node_path, &mut arrays);
-                return Err(Error::NotZarr { path: display, reason: format!("it is a group; its arrays are {arrays:?}") });
+                return Err(Error::NotZarr {
+                    path: display,
+                    reason: format!("it is a group; its arrays are {arrays:?}"),
+                });
             }
             None if !node_dir.exists() => {
                 let arrays = list_arrays(&store_path).unwrap_or_default();
@@ -238,15 +278,30 @@ impl ZarrSource {
                 });
             }
         }
-        let store = FilesystemStore::new(&store_path)
-            .map_err(|e| Error::Zarr { path: store_path.clone(), message: e.to_string() })?;
-        let array = Array::open(Arc::new(store), &node_path).map_err(|e| map_create_error(&display, e))?;
-        let dtype = dtype_of(&array).ok_or_else(|| Error::ZarrUnsupportedDType { path: display.clone(), dtype: dtype_name(&array) })?;
-        let chunk_shape = regular_chunk_shape(&array)
-            .map_err(|name| Error::ZarrUnsupported { path: display.clone(), what: format!("chunk grid `{name}`") })?;
+        let store = FilesystemStore::new(&store_path).map_err(|e| Error::Zarr {
+            path: store_path.clone(),
+            message: e.to_string(),
+        })?;
+        let array =
+            Array::open(Arc::new(store), &node_path).map_err(|e| map_create_error(&display, e))?;
+        let dtype = dtype_of(&array).ok_or_else(|| Error::ZarrUnsupportedDType {
+            path: display.clone(),
+            dtype: dtype_name(&array),
+        })?;
+        let chunk_shape = regular_chunk_shape(&array).map_err(|name| Error::ZarrUnsupported {
+            path: display.clone(),
+            what: format!("chunk grid `{name}`"),
+        })?;
         let shape: Vec<usize> = array.shape().iter().map(|&n| n as usize).collect();
         let grid = ChunkGrid::new(shape, chunk_shape)?;
-        Ok(ZarrSource { array, grid, dtype, store_path, node_path, display })
+        Ok(ZarrSource {
+            array,
+            grid,
+            dtype,
+            store_path,
+            node_path,
+            display,
+        })
     }
 
     /// The store directory.
@@ -278,7 +333,11 @@ impl ZarrSource {
         if let Some(names) = self.array.dimension_names() {
             return Some(names.clone());
         }
-        let dims = self.array.attributes().get("_ARRAY_DIMENSIONS")?.as_array()?;
+        let dims = self
+            .array
+            .attributes()
+            .get("_ARRAY_DIMENSIONS")?
+            .as_array()?;
         Some(dims.iter().map(|d| d.as_str().map(str::to_owned)).collect())
     }
 
@@ -289,10 +348,18 @@ impl ZarrSource {
         match self.dtype {
             DType::Bool => Scalar::Bool(get(1).is_some_and(|b| b[0] != 0)),
             DType::U8 => Scalar::Int(get(1).map_or(0, |b| i64::from(b[0]))),
-            DType::I32 => Scalar::Int(get(4).map_or(0, |b| i64::from(i32::from_ne_bytes(b.try_into().unwrap_or([0; 4]))))),
-            DType::I64 => Scalar::Int(get(8).map_or(0, |b| i64::from_ne_bytes(b.try_into().unwrap_or([0; 8])))),
-            DType::F32 => Scalar::Float(get(4).map_or(0.0, |b| f64::from(f32::from_ne_bytes(b.try_into().unwrap_or([0; 4]))))),
-            DType::F64 => Scalar::Float(get(8).map_or(0.0, |b| f64::from_ne_bytes(b.try_into().unwrap_or([0; 8])))),
+            DType::I32 => Scalar::Int(get(4).map_or(0, |b| {
+                i64::from(i32::from_ne_bytes(b.try_into().unwrap_or([0; 4])))
+            })),
+            DType::I64 => Scalar::Int(
+                get(8).map_or(0, |b| i64::from_ne_bytes(b.try_into().unwrap_or([0; 8]))),
+            ),
+            DType::F32 => Scalar::Float(get(4).map_or(0.0, |b| {
+                f64::from(f32::from_ne_bytes(b.try_into().unwrap_or([0; 4])))
+            })),
+            DType::F64 => Scalar::Float(
+                get(8).map_or(0.0, |b| f64::from_ne_bytes(b.try_into().unwrap_or([0; 8]))),
+            ),
         }
     }
 
@@ -304,9 +371,15 @@ impl ZarrSource {
     /// Finds the first chunk overlapping `region` that fails to decode (error path only).
     fn locate_bad_chunk(&self, region: &Region) -> Option<Vec<u64>> {
         let opts = codec_options();
-        self.grid.chunks_overlapping(region).into_iter().map(|i| i.iter().map(|&c| c as u64).collect::<Vec<u64>>()).find(|idx| {
-            self.array.retrieve_chunk_opt::<ArrayBytes<'static>>(idx, &opts).is_err()
-        })
+        self.grid
+            .chunks_overlapping(region)
+            .into_iter()
+            .map(|i| i.iter().map(|&c| c as u64).collect::<Vec<u64>>())
+            .find(|idx| {
+                self.array
+                    .retrieve_chunk_opt::<ArrayBytes<'static>>(idx, &opts)
+                    .is_err()
+            })
     }
 
     fn check_region(&self, region: &Region) -> Result<()> {
@@ -321,14 +394,22 @@ impl ZarrSource {
         }
         for (a, &len) in shape.iter().enumerate() {
             if region.end(a) > len {
-                return Err(Error::InvalidRange { axis: a, start: region.start()[a], end: region.end(a), len });
+                return Err(Error::InvalidRange {
+                    axis: a,
+                    start: region.start()[a],
+                    end: region.end(a),
+                    len,
+                });
             }
         }
         Ok(())
     }
 }
 
-fn read_typed<T>(array: &Array<FilesystemStore>, subset: &ArraySubset) -> std::result::Result<ChunkData, zarrs::array::ArrayError>
+fn read_typed<T>(
+    array: &Array<FilesystemStore>,
+    subset: &ArraySubset,
+) -> std::result::Result<ChunkData, zarrs::array::ArrayError>
 where
     T: Element + zarrs::array::ElementOwned,
 {
@@ -353,12 +434,17 @@ impl ChunkSource for ZarrSource {
     /// (naming the chunk) when a stored chunk does not decode; [`Error::Io`] for read errors.
     fn read_region(&self, region: &Region) -> Result<ChunkData> {
         self.check_region(region)?;
-        let ranges: Vec<std::ops::Range<u64>> =
-            (0..region.ndim()).map(|a| region.start()[a] as u64..region.end(a) as u64).collect();
+        let ranges: Vec<std::ops::Range<u64>> = (0..region.ndim())
+            .map(|a| region.start()[a] as u64..region.end(a) as u64)
+            .collect();
         let subset = ArraySubset::new_with_ranges(&ranges);
         let result = crate::dispatch_dtype!(self.dtype, T => read_typed::<T>(&self.array, &subset));
         result.map_err(|e| {
-            let chunk = if matches!(e, zarrs::array::ArrayError::CodecError(_)) { self.locate_bad_chunk(region) } else { None };
+            let chunk = if matches!(e, zarrs::array::ArrayError::CodecError(_)) {
+                self.locate_bad_chunk(region)
+            } else {
+                None
+            };
             map_array_error(&self.display, chunk, e)
         })
     }
@@ -368,6 +454,12 @@ impl ChunkSource for ZarrSource {
             ZarrVersion::V2 => "v2",
             ZarrVersion::V3 => "v3",
         };
-        format!("zarr {} ({v}, {} {:?}, chunks {:?})", self.display.display(), self.dtype, self.grid.shape(), self.grid.chunk_shape())
+        format!(
+            "zarr {} ({v}, {} {:?}, chunks {:?})",
+            self.display.display(),
+            self.dtype,
+            self.grid.shape(),
+            self.grid.chunk_shape()
+        )
     }
 }

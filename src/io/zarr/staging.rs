@@ -37,21 +37,28 @@ fn is_replaceable(path: &Path) -> bool {
     if !path.is_dir() {
         return false;
     }
-    ["zarr.json", ".zarray", ".zgroup"].iter().any(|m| path.join(m).is_file())
-        || fs::read_dir(path).map(|mut d| d.next().is_none()).unwrap_or(false)
+    ["zarr.json", ".zarray", ".zgroup"]
+        .iter()
+        .any(|m| path.join(m).is_file())
+        || fs::read_dir(path)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false)
 }
 
 fn check_target(final_path: &Path, overwrite: bool) -> Result<()> {
     if fs::symlink_metadata(final_path).is_ok() {
         if !overwrite {
-            return Err(Error::PathExists { path: final_path.to_path_buf() });
+            return Err(Error::PathExists {
+                path: final_path.to_path_buf(),
+            });
         }
         if !is_replaceable(final_path) {
             return Err(Error::NotZarr {
                 path: final_path.to_path_buf(),
-                reason: "it exists and is neither a Zarr store nor an empty directory, so overwrite \
+                reason:
+                    "it exists and is neither a Zarr store nor an empty directory, so overwrite \
                          refuses to replace it"
-                    .into(),
+                        .into(),
             });
         }
     }
@@ -68,7 +75,12 @@ impl Staging {
         check_target(final_path, overwrite)?;
         let name = final_path
             .file_name()
-            .ok_or_else(|| Error::InvalidArgument(format!("{} has no file name to write a store to", final_path.display())))?
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "{} has no file name to write a store to",
+                    final_path.display()
+                ))
+            })?
             .to_string_lossy()
             .into_owned();
         let parent = match final_path.parent() {
@@ -81,7 +93,12 @@ impl Staging {
             .tempdir_in(&parent)
             .map_err(|e| Error::io(&parent, e))?
             .keep();
-        Ok(Staging { tmp, final_path: final_path.to_path_buf(), overwrite, state: RwLock::new(StagingState::Open) })
+        Ok(Staging {
+            tmp,
+            final_path: final_path.to_path_buf(),
+            overwrite,
+            state: RwLock::new(StagingState::Open),
+        })
     }
 
     /// The temp directory that the store is written into.
@@ -106,7 +123,11 @@ impl Staging {
                 path: self.final_path.clone(),
                 message: format!(
                     "the store is no longer being written ({}); no more chunks are accepted",
-                    if s == StagingState::Committed { "already finished" } else { "aborted" }
+                    if s == StagingState::Committed {
+                        "already finished"
+                    } else {
+                        "aborted"
+                    }
                 ),
             }),
         }
@@ -141,7 +162,8 @@ impl Staging {
         check_target(&self.final_path, self.overwrite)?;
         let exists = fs::symlink_metadata(&self.final_path).is_ok();
         if !exists {
-            return fs::rename(&self.tmp, &self.final_path).map_err(|e| Error::io(&self.final_path, e));
+            return fs::rename(&self.tmp, &self.final_path)
+                .map_err(|e| Error::io(&self.final_path, e));
         }
         // Move the old store aside under a hidden name, put the new one in place, then delete
         // the old one. If the second rename fails, the old store goes back.
@@ -181,19 +203,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("a.zarr");
         let s = Staging::create(&target, false).unwrap();
-        assert!(s.dir().file_name().unwrap().to_string_lossy().starts_with(".a.zarr.spillway-tmp-"));
+        assert!(
+            s.dir()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".a.zarr.spillway-tmp-")
+        );
         fs::write(s.dir().join("zarr.json"), "{}").unwrap();
         assert!(!target.exists());
         s.commit().unwrap();
         assert!(target.join("zarr.json").exists());
         assert!(s.guard().is_err());
 
-        assert!(matches!(Staging::create(&target, false), Err(Error::PathExists { .. })));
+        assert!(matches!(
+            Staging::create(&target, false),
+            Err(Error::PathExists { .. })
+        ));
         let s = Staging::create(&target, true).unwrap();
         let tmp = s.dir().to_path_buf();
         drop(s);
         assert!(!tmp.exists());
-        assert!(target.join("zarr.json").exists(), "dropping the new store leaves the old one");
+        assert!(
+            target.join("zarr.json").exists(),
+            "dropping the new store leaves the old one"
+        );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no leftovers");
     }
 
@@ -203,7 +237,10 @@ mod tests {
         let target = dir.path().join("home");
         fs::create_dir(&target).unwrap();
         fs::write(target.join("notes.txt"), "precious").unwrap();
-        assert!(matches!(Staging::create(&target, true), Err(Error::NotZarr { .. })));
+        assert!(matches!(
+            Staging::create(&target, true),
+            Err(Error::NotZarr { .. })
+        ));
         assert!(target.join("notes.txt").exists());
     }
 }
