@@ -823,3 +823,25 @@ fn an_aborted_member_or_a_dropped_group_leaves_nothing() {
     assert!(matches!(err, Error::Zarr { .. }), "{err:?}");
     assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
 }
+
+#[test]
+fn scalar_and_empty_arrays_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    for version in [ZarrVersion::V3, ZarrVersion::V2] {
+        let path = dir.path().join(format!("scalar{version:?}.zarr"));
+        let opts = ZarrWriteOptions::default().version(version);
+        let sink = ZarrSink::create(&path, "/", &[], DType::F64, &[], &opts).unwrap();
+        assert_eq!(sink.grid().num_chunks(), 1);
+        let data = ChunkData::from(ndarray::arr0(2.5f64).into_dyn());
+        write_all(&sink, &data, 1);
+        sink.finish().unwrap();
+        assert_eq!(read_all(&path, "/"), data);
+
+        let path = dir.path().join(format!("empty{version:?}.zarr"));
+        let sink = ZarrSink::create(&path, "/", &[0, 3], DType::I32, &[2, 3], &opts).unwrap();
+        assert_eq!(sink.grid().num_chunks(), 0);
+        sink.finish().unwrap();
+        let back = read_all(&path, "/");
+        assert_eq!(back.shape(), &[0, 3]);
+    }
+}

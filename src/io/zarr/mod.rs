@@ -35,7 +35,8 @@
 //! the old store is put back. (Between the two renames there is a moment with nothing at the
 //! path, never a partial store.) Overwriting refuses a path that is neither a Zarr node nor an
 //! empty directory, so a typo cannot delete an unrelated directory. A process killed mid-write
-//! leaves only the hidden temp directory, which is safe to delete.
+//! leaves only the hidden temp directory, which is safe to delete. (Files are not
+//! `fsync`ed: the scheme protects against failed and killed writes, not against power loss.)
 //!
 //! Each chunk is encoded and written when [`ChunkSink::write_chunk`](crate::io::ChunkSink)
 //! receives it, then dropped: the sink buffers nothing but the chunk being encoded. zarrs'

@@ -119,6 +119,10 @@ pub struct ZarrWriteOptions {
     pub dimension_names: Option<Vec<String>>,
     /// The fill value; default NaN for floats, 0 for integers, `false` for bool. Chunks that
     /// hold only the fill value are not stored, and read back as the fill value.
+    ///
+    /// In Zarr v2, integer and bool arrays without an explicit fill value get `null` (read as
+    /// 0 / `false`), because xarray treats a v2 `fill_value` as `_FillValue` and would mask
+    /// every 0 as missing.
     pub fill_value: Option<Scalar>,
     /// Replace an existing store at the path (only once the new one is complete).
     pub overwrite: bool,
