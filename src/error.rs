@@ -214,6 +214,77 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A path exists but holds no Zarr array (or no Zarr node at all) where one was expected.
+    #[error("{} is not a Zarr array: {reason}", path.display())]
+    NotZarr {
+        /// The store path, with the array path inside it.
+        path: PathBuf,
+        /// What was found instead (a plain directory, a group and its members, ...).
+        reason: String,
+    },
+    /// Zarr metadata (`zarr.json`, `.zarray`, ...) is not valid JSON or not valid metadata.
+    #[error("invalid zarr metadata at {}: {detail}", path.display())]
+    ZarrMetadata {
+        /// The store path, with the array path inside it.
+        path: PathBuf,
+        /// What the parser reported.
+        detail: String,
+    },
+    /// A Zarr array has a data type spillway does not support.
+    #[error(
+        "zarr array at {} has data type {dtype}, which spillway does not support \
+         (supported: bool, uint8, int32, int64, float32, float64)",
+        path.display()
+    )]
+    ZarrUnsupportedDType {
+        /// The store path, with the array path inside it.
+        path: PathBuf,
+        /// The Zarr data type, as named in the metadata.
+        dtype: String,
+    },
+    /// A Zarr array needs a codec or chunk grid spillway cannot decode.
+    #[error("zarr array at {} uses {what}, which spillway cannot read", path.display())]
+    ZarrUnsupported {
+        /// The store path, with the array path inside it.
+        path: PathBuf,
+        /// The codec or chunk grid, e.g. ``codec `lzma` `` or ``chunk grid `rectilinear` ``.
+        what: String,
+    },
+    /// A stored Zarr chunk could not be decoded: truncated, corrupt, or a failed checksum.
+    #[error(
+        "corrupt zarr chunk{} at {}: {detail}",
+        chunk.as_ref().map(|c| format!(" {c:?}")).unwrap_or_default(),
+        path.display()
+    )]
+    ZarrCorruptChunk {
+        /// The store path, with the array path inside it.
+        path: PathBuf,
+        /// The chunk's grid index, when it could be located.
+        chunk: Option<Vec<u64>>,
+        /// What the decoder reported.
+        detail: String,
+    },
+    /// A region write does not fit the existing Zarr array (outside it, not chunk-aligned, wrong
+    /// rank or shape).
+    #[error("cannot write region {region} into zarr array at {}: {reason}", path.display())]
+    ZarrRegion {
+        /// The store path, with the array path inside it.
+        path: PathBuf,
+        /// The region, as `[start..end, ...]`.
+        region: String,
+        /// Why it was refused, with the array's shape and chunk shape.
+        reason: String,
+    },
+    /// Data of one dtype was to be written into a Zarr array of another.
+    #[error("zarr array at {} stores {stored}, but the data is {given}", path.display())]
+    ZarrDTypeMismatch {
+        /// The store path, with the array path inside it.
+        path: PathBuf,
+        /// The array's data type.
+        stored: String,
+        /// The dtype of the data.
+        given: DType,
+    },
     /// A Parquet file could not be read or written.
     #[error("parquet error at {}: {message}", path.display())]
     Parquet {
