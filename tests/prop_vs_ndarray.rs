@@ -2,7 +2,7 @@
 //! the same expression on plain ndarray (exact for element-wise work, within a tight relative
 //! tolerance for floating reductions), with fusion on and off.
 
-use ndarray::{ArrayD, Axis, IxDyn};
+use ndarray::{ArrayD, Axis, Dimension, IxDyn};
 use proptest::prelude::*;
 use spillway::{Array, Session};
 
@@ -159,7 +159,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn elementwise_matches_ndarray((shape, chunks, shapes, seed) in case(), e in expr_strategy(3), fuse in any::<bool>()) {
+    fn elementwise_matches_ndarray((_shape, chunks, shapes, seed) in case(), e in expr_strategy(3), fuse in any::<bool>()) {
         let s = Session::builder().memory_limit("64MiB").threads(2).fuse(fuse).tile_bytes(64).build().unwrap();
         let nd: Vec<ArrayD<f64>> = shapes.iter().enumerate().map(|(k, sh)| data(sh, seed.wrapping_add(k as u64))).collect();
         let xs: Vec<Array> = nd.iter().map(|a| {
@@ -174,7 +174,7 @@ proptest! {
 
     #[test]
     fn reductions_match_ndarray(
-        (shape, chunks, shapes, seed) in case(),
+        (_shape, chunks, shapes, seed) in case(),
         e in expr_strategy(3),
         red in prop_oneof![Just(Red::Sum), Just(Red::Mean), Just(Red::Var), Just(Red::Min), Just(Red::Max)],
         axis_mask in prop::collection::vec(any::<bool>(), 4),
@@ -207,7 +207,7 @@ proptest! {
         let s = Session::builder().memory_limit("16MiB").build().unwrap();
         let a = ArrayD::from_shape_fn(IxDyn(&shape), |ix| ix.slice().iter().fold(7i32, |acc, &v| acc.wrapping_mul(31).wrapping_add(v as i32)));
         let x = s.from_ndarray(a.clone(), vec![c; shape.len()]).unwrap();
-        let y = ((&(&x * k) + &x).unwrap() - 3).abs().unwrap().clip(0, 1000).unwrap();
+        let y = ((&(&x * k as i64) + &x).unwrap() - 3).abs().unwrap().clip(0, 1000).unwrap();
         let want = a.mapv(|v| (v.wrapping_mul(k).wrapping_add(v).wrapping_sub(3)).wrapping_abs().clamp(0, 1000));
         prop_assert_eq!(y.compute::<i32>().unwrap(), want.clone());
         let total: i64 = y.sum(None).unwrap().compute_scalar().unwrap();

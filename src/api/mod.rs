@@ -5,3 +5,4 @@ pub(crate) mod ops;
 pub(crate) mod report;
 pub(crate) mod session;
 pub(crate) mod sources;
+pub(crate) mod zarr;

@@ -605,18 +605,7 @@ impl Array {
 
 macro_rules! scalar_ops {
     ($($tr:ident $method:ident $op:ident),*) => {$(
-        impl<S: Into<Scalar> + Copy> std::ops::$tr<S> for &Array {
-            type Output = Array;
-            fn $method(self, rhs: S) -> Array {
-                binary_scalar_infallible(self, BinaryOp::$op, rhs.into(), false)
-            }
-        }
-        impl<S: Into<Scalar> + Copy> std::ops::$tr<S> for Array {
-            type Output = Array;
-            fn $method(self, rhs: S) -> Array {
-                binary_scalar_infallible(&self, BinaryOp::$op, rhs.into(), false)
-            }
-        }
+        scalar_ops!(@scalars $tr $method $op; f64, i64);
         impl std::ops::$tr<&Array> for &Array {
             type Output = Result<Array>;
             fn $method(self, rhs: &Array) -> Result<Array> {
@@ -629,13 +618,39 @@ macro_rules! scalar_ops {
                 self.binary(BinaryOp::$op, Operand::Array(&rhs))
             }
         }
-        impl std::ops::$tr<&Array> for f64 {
+        impl std::ops::$tr<&Array> for Array {
+            type Output = Result<Array>;
+            fn $method(self, rhs: &Array) -> Result<Array> {
+                self.binary(BinaryOp::$op, Operand::Array(rhs))
+            }
+        }
+        impl std::ops::$tr<Array> for &Array {
+            type Output = Result<Array>;
+            fn $method(self, rhs: Array) -> Result<Array> {
+                self.binary(BinaryOp::$op, Operand::Array(&rhs))
+            }
+        }
+    )*};
+    (@scalars $tr:ident $method:ident $op:ident; $($t:ty),*) => {$(
+        impl std::ops::$tr<$t> for &Array {
+            type Output = Array;
+            fn $method(self, rhs: $t) -> Array {
+                binary_scalar_infallible(self, BinaryOp::$op, rhs.into(), false)
+            }
+        }
+        impl std::ops::$tr<$t> for Array {
+            type Output = Array;
+            fn $method(self, rhs: $t) -> Array {
+                binary_scalar_infallible(&self, BinaryOp::$op, rhs.into(), false)
+            }
+        }
+        impl std::ops::$tr<&Array> for $t {
             type Output = Array;
             fn $method(self, rhs: &Array) -> Array {
                 binary_scalar_infallible(rhs, BinaryOp::$op, self.into(), true)
             }
         }
-        impl std::ops::$tr<Array> for f64 {
+        impl std::ops::$tr<Array> for $t {
             type Output = Array;
             fn $method(self, rhs: Array) -> Array {
                 binary_scalar_infallible(&rhs, BinaryOp::$op, self.into(), true)
