@@ -14,7 +14,9 @@ use spillway::{Session, peak_rss_bytes};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn main() -> spillway::Result<()> {
@@ -28,7 +30,14 @@ fn main() -> spillway::Result<()> {
     let x = ((&i * 0.001) + (&j * 0.0007))?.sin()?;
     let y = (&x * 2.5).mean(1)?.std(None, 0.0)?;
 
-    println!("x: {:?} f64 in chunks of {:?}: {:.2} GB, {} chunks of {:.0} MB", x.shape(), x.chunk_shape(), x.nbytes() as f64 / 1e9, x.num_chunks(), x.chunk_bytes() as f64 / 1e6);
+    println!(
+        "x: {:?} f64 in chunks of {:?}: {:.2} GB, {} chunks of {:.0} MB",
+        x.shape(),
+        x.chunk_shape(),
+        x.nbytes() as f64 / 1e9,
+        x.num_chunks(),
+        x.chunk_bytes() as f64 / 1e6
+    );
     let plan = y.plan()?;
     println!("{}", plan.explain());
 

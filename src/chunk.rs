@@ -194,7 +194,11 @@ impl ChunkData {
 
     /// Converts into `dtype`, reusing the buffer when the dtype already matches.
     pub(crate) fn into_dtype(self, dtype: DType) -> ChunkData {
-        if self.dtype() == dtype { self } else { self.cast(dtype) }
+        if self.dtype() == dtype {
+            self
+        } else {
+            self.cast(dtype)
+        }
     }
 
     /// A copy of a region of the block (region coordinates are relative to the block).
@@ -274,7 +278,11 @@ impl Region {
         self.start()
             .iter()
             .zip(self.shape())
-            .map(|(&s, &n)| SliceInfoElem::Slice { start: s as isize, end: Some((s + n) as isize), step: 1 })
+            .map(|(&s, &n)| SliceInfoElem::Slice {
+                start: s as isize,
+                end: Some((s + n) as isize),
+                step: 1,
+            })
             .collect()
     }
 }

@@ -38,7 +38,14 @@ pub enum DType {
 
 impl DType {
     /// All dtypes, smallest first.
-    pub const ALL: [DType; 6] = [DType::Bool, DType::U8, DType::I32, DType::I64, DType::F32, DType::F64];
+    pub const ALL: [DType; 6] = [
+        DType::Bool,
+        DType::U8,
+        DType::I32,
+        DType::I64,
+        DType::F32,
+        DType::F64,
+    ];
 
     /// Bytes per element.
     ///
@@ -97,7 +104,11 @@ impl DType {
     /// ```
     pub fn promote(self, other: DType) -> DType {
         use DType::*;
-        let (a, b) = if self <= other { (self, other) } else { (other, self) };
+        let (a, b) = if self <= other {
+            (self, other)
+        } else {
+            (other, self)
+        };
         match (a, b) {
             (x, y) if x == y => x,
             (Bool, y) => y,
@@ -206,11 +217,20 @@ macro_rules! impl_element {
     };
 }
 
-impl_element!(bool, Bool, |v| if v { 1.0 } else { 0.0 }, |v| v != 0.0, |v| v as i64, |v| v != 0);
+impl_element!(
+    bool,
+    Bool,
+    |v| if v { 1.0 } else { 0.0 },
+    |v| v != 0.0,
+    |v| v as i64,
+    |v| v != 0
+);
 impl_element!(u8, U8, |v| v as f64, |v| v as u8, |v| v as i64, |v| v as u8);
-impl_element!(i32, I32, |v| v as f64, |v| v as i32, |v| v as i64, |v| v as i32);
+impl_element!(i32, I32, |v| v as f64, |v| v as i32, |v| v as i64, |v| v
+    as i32);
 impl_element!(i64, I64, |v| v as f64, |v| v as i64, |v| v, |v| v);
-impl_element!(f32, F32, |v| v as f64, |v| v as f32, |v| v as i64, |v| v as f32);
+impl_element!(f32, F32, |v| v as f64, |v| v as f32, |v| v as i64, |v| v
+    as f32);
 impl_element!(f64, F64, |v| v, |v| v, |v| v as i64, |v| v as f64);
 
 /// A scalar operand or fill value. Integer and float scalars are "weak" in promotion (numpy

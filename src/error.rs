@@ -160,7 +160,9 @@ pub enum Error {
         limit: u64,
     },
     /// The configured cap on spilled bytes would be exceeded.
-    #[error("spilling {requested} more bytes would exceed max_spill_bytes = {max} ({used} already spilled)")]
+    #[error(
+        "spilling {requested} more bytes would exceed max_spill_bytes = {max} ({used} already spilled)"
+    )]
     SpillLimitExceeded {
         /// Bytes that were to be written.
         requested: u64,
@@ -301,7 +303,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An I/O error with a path.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: Some(path.into()), source }
+        Error::Io {
+            path: Some(path.into()),
+            source,
+        }
     }
 }
 

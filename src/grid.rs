@@ -35,7 +35,11 @@ impl Region {
     /// assert_eq!(r.shape(), &[5]);
     /// ```
     pub fn new(start: Vec<usize>, shape: Vec<usize>) -> Region {
-        assert_eq!(start.len(), shape.len(), "region start and shape must have the same length");
+        assert_eq!(
+            start.len(),
+            shape.len(),
+            "region start and shape must have the same length"
+        );
         Region { start, shape }
     }
 
@@ -45,7 +49,10 @@ impl Region {
     /// assert_eq!(spillway::Region::whole(&[2, 3]).len(), 6);
     /// ```
     pub fn whole(shape: &[usize]) -> Region {
-        Region { start: vec![0; shape.len()], shape: shape.to_vec() }
+        Region {
+            start: vec![0; shape.len()],
+            shape: shape.to_vec(),
+        }
     }
 
     /// Start per axis.
@@ -97,14 +104,22 @@ impl Region {
     /// This region's coordinates relative to the start of `outer`, which must contain it.
     pub fn relative_to(&self, outer: &Region) -> Region {
         Region {
-            start: self.start.iter().zip(&outer.start).map(|(a, b)| a - b).collect(),
+            start: self
+                .start
+                .iter()
+                .zip(&outer.start)
+                .map(|(a, b)| a - b)
+                .collect(),
             shape: self.shape.clone(),
         }
     }
 
     /// The same region moved by `offset` per axis.
     pub fn translated(&self, offset: &[usize]) -> Region {
-        Region { start: self.start.iter().zip(offset).map(|(a, b)| a + b).collect(), shape: self.shape.clone() }
+        Region {
+            start: self.start.iter().zip(offset).map(|(a, b)| a + b).collect(),
+            shape: self.shape.clone(),
+        }
     }
 
     /// Whether `other` lies entirely inside this region.
@@ -174,13 +189,20 @@ impl ChunkGrid {
                 reason: format!("chunk size on axis {a} is zero"),
             });
         }
-        let chunk_shape = chunk_shape.iter().zip(&shape).map(|(&c, &n)| c.min(n.max(1))).collect();
+        let chunk_shape = chunk_shape
+            .iter()
+            .zip(&shape)
+            .map(|(&c, &n)| c.min(n.max(1)))
+            .collect();
         Ok(ChunkGrid { shape, chunk_shape })
     }
 
     /// A grid with a single chunk covering the whole shape.
     pub fn single(shape: &[usize]) -> ChunkGrid {
-        ChunkGrid { shape: shape.to_vec(), chunk_shape: shape.iter().map(|&n| n.max(1)).collect() }
+        ChunkGrid {
+            shape: shape.to_vec(),
+            chunk_shape: shape.iter().map(|&n| n.max(1)).collect(),
+        }
     }
 
     /// The array's shape.
@@ -200,7 +222,11 @@ impl ChunkGrid {
 
     /// Number of chunks along each axis.
     pub fn grid_shape(&self) -> Vec<usize> {
-        self.shape.iter().zip(&self.chunk_shape).map(|(&n, &c)| n.div_ceil(c)).collect()
+        self.shape
+            .iter()
+            .zip(&self.chunk_shape)
+            .map(|(&n, &c)| n.div_ceil(c))
+            .collect()
     }
 
     /// Total number of chunks.
@@ -210,8 +236,17 @@ impl ChunkGrid {
 
     /// The region of the chunk at a grid index (ragged at the edges).
     pub fn chunk_region(&self, index: &[usize]) -> Region {
-        let start: Vec<usize> = index.iter().zip(&self.chunk_shape).map(|(&i, &c)| i * c).collect();
-        let shape = start.iter().zip(&self.chunk_shape).zip(&self.shape).map(|((&s, &c), &n)| c.min(n - s)).collect();
+        let start: Vec<usize> = index
+            .iter()
+            .zip(&self.chunk_shape)
+            .map(|(&i, &c)| i * c)
+            .collect();
+        let shape = start
+            .iter()
+            .zip(&self.chunk_shape)
+            .zip(&self.shape)
+            .map(|((&s, &c), &n)| c.min(n - s))
+            .collect();
         Region { start, shape }
     }
 
@@ -225,8 +260,12 @@ impl ChunkGrid {
         if region.is_empty() {
             return Vec::new();
         }
-        let lo: Vec<usize> = (0..self.ndim()).map(|a| region.start()[a] / self.chunk_shape[a]).collect();
-        let hi: Vec<usize> = (0..self.ndim()).map(|a| (region.end(a) - 1) / self.chunk_shape[a] + 1).collect();
+        let lo: Vec<usize> = (0..self.ndim())
+            .map(|a| region.start()[a] / self.chunk_shape[a])
+            .collect();
+        let hi: Vec<usize> = (0..self.ndim())
+            .map(|a| (region.end(a) - 1) / self.chunk_shape[a] + 1)
+            .collect();
         let counts: Vec<usize> = lo.iter().zip(&hi).map(|(l, h)| h - l).collect();
         indices_in(&lo, &counts)
     }
@@ -277,8 +316,15 @@ pub(crate) fn check_shape(shape: &[usize]) -> Result<()> {
             reason: format!("at most {MAX_NDIM} dimensions are supported"),
         });
     }
-    if shape.iter().try_fold(1usize, |acc, &n| acc.checked_mul(n)).is_none() {
-        return Err(Error::InvalidShape { shape: shape.to_vec(), reason: "the element count overflows".into() });
+    if shape
+        .iter()
+        .try_fold(1usize, |acc, &n| acc.checked_mul(n))
+        .is_none()
+    {
+        return Err(Error::InvalidShape {
+            shape: shape.to_vec(),
+            reason: "the element count overflows".into(),
+        });
     }
     Ok(())
 }
@@ -368,7 +414,12 @@ impl Chunks {
     /// ```
     /// assert!(spillway::Chunks::from([0usize]).resolve(&[4], 8, 1024).is_err());
     /// ```
-    pub fn resolve(&self, shape: &[usize], elem_bytes: usize, target_bytes: u64) -> Result<ChunkGrid> {
+    pub fn resolve(
+        &self,
+        shape: &[usize],
+        elem_bytes: usize,
+        target_bytes: u64,
+    ) -> Result<ChunkGrid> {
         check_shape(shape)?;
         let dims = match self {
             Chunks::Auto => vec![ChunkDim::Auto; shape.len()],
@@ -408,7 +459,11 @@ impl Chunks {
         for &a in &auto_axes {
             let ideal = remaining.powf(1.0 / left as f64);
             let len = shape[a].max(1);
-            let size = if (len as f64) <= ideal { len } else { (ideal.floor() as usize).max(1) };
+            let size = if (len as f64) <= ideal {
+                len
+            } else {
+                (ideal.floor() as usize).max(1)
+            };
             chunk[a] = size;
             remaining = (remaining / size as f64).max(1.0);
             left -= 1;
@@ -426,7 +481,17 @@ mod tests {
         let g = ChunkGrid::new(vec![10, 10], vec![3, 4]).unwrap();
         let r = Region::new(vec![2, 3], vec![5, 2]);
         let idx = g.chunks_overlapping(&r);
-        assert_eq!(idx, vec![vec![0, 0], vec![0, 1], vec![1, 0], vec![1, 1], vec![2, 0], vec![2, 1]]);
+        assert_eq!(
+            idx,
+            vec![
+                vec![0, 0],
+                vec![0, 1],
+                vec![1, 0],
+                vec![1, 1],
+                vec![2, 0],
+                vec![2, 1]
+            ]
+        );
     }
 
     #[test]
@@ -451,7 +516,9 @@ mod tests {
 
     #[test]
     fn auto_chunks_are_near_square_and_under_target() {
-        let g = Chunks::Auto.resolve(&[100_000, 100_000], 8, 128 << 20).unwrap();
+        let g = Chunks::Auto
+            .resolve(&[100_000, 100_000], 8, 128 << 20)
+            .unwrap();
         let c = g.chunk_shape();
         assert!(g.chunk_bytes(8) <= 128 << 20);
         assert!(c[0].abs_diff(c[1]) <= 1, "{c:?}");

@@ -51,7 +51,11 @@ impl MemoryBudget {
     /// A budget of `limit_bytes`.
     pub fn new(limit_bytes: u64) -> MemoryBudget {
         MemoryBudget {
-            inner: Arc::new(BudgetInner { limit: limit_bytes, reserved: AtomicU64::new(0), peak: AtomicU64::new(0) }),
+            inner: Arc::new(BudgetInner {
+                limit: limit_bytes,
+                reserved: AtomicU64::new(0),
+                peak: AtomicU64::new(0),
+            }),
         }
     }
 
@@ -87,7 +91,10 @@ impl MemoryBudget {
     /// ```
     pub fn try_reserve(&self, bytes: u64) -> Result<Reservation> {
         self.try_add(bytes)?;
-        Ok(Reservation { budget: self.clone(), bytes })
+        Ok(Reservation {
+            budget: self.clone(),
+            bytes,
+        })
     }
 
     /// An empty reservation that can grow later.
@@ -99,19 +106,29 @@ impl MemoryBudget {
     /// assert_eq!(b.reserved_bytes(), 4);
     /// ```
     pub fn empty_reservation(&self) -> Reservation {
-        Reservation { budget: self.clone(), bytes: 0 }
+        Reservation {
+            budget: self.clone(),
+            bytes: 0,
+        }
     }
 
     fn try_add(&self, bytes: u64) -> Result<()> {
         let inner = &self.inner;
         let mut cur = inner.reserved.load(Ordering::Acquire);
         loop {
-            let next = cur.checked_add(bytes).filter(|&n| n <= inner.limit).ok_or(Error::BudgetExhausted {
-                requested: bytes,
-                available: inner.limit.saturating_sub(cur),
-                limit: inner.limit,
-            })?;
-            match inner.reserved.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+            let next = cur.checked_add(bytes).filter(|&n| n <= inner.limit).ok_or(
+                Error::BudgetExhausted {
+                    requested: bytes,
+                    available: inner.limit.saturating_sub(cur),
+                    limit: inner.limit,
+                },
+            )?;
+            match inner.reserved.compare_exchange_weak(
+                cur,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => {
                     inner.peak.fetch_max(next, Ordering::AcqRel);
                     return Ok(());
@@ -183,10 +200,17 @@ impl Reservation {
     /// [`Error::BudgetExhausted`] when this reservation holds fewer than `bytes`.
     pub fn split(&mut self, bytes: u64) -> Result<Reservation> {
         if bytes > self.bytes {
-            return Err(Error::BudgetExhausted { requested: bytes, available: self.bytes, limit: self.budget.limit_bytes() });
+            return Err(Error::BudgetExhausted {
+                requested: bytes,
+                available: self.bytes,
+                limit: self.budget.limit_bytes(),
+            });
         }
         self.bytes -= bytes;
-        Ok(Reservation { budget: self.budget.clone(), bytes })
+        Ok(Reservation {
+            budget: self.budget.clone(),
+            bytes,
+        })
     }
 
     /// Takes over another reservation's bytes (both must come from the same budget).
@@ -218,11 +242,19 @@ impl Drop for Reservation {
 /// assert!(parse_bytes("-1GB").is_err());
 /// ```
 pub fn parse_bytes(input: &str) -> Result<u64> {
-    let bad = |reason: &str| Error::InvalidMemoryLimit { input: input.to_string(), reason: reason.to_string() };
+    let bad = |reason: &str| Error::InvalidMemoryLimit {
+        input: input.to_string(),
+        reason: reason.to_string(),
+    };
     let s = input.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | '+'))).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | '+')))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let num: f64 = num.trim().parse().map_err(|_| bad("expected a number followed by an optional unit such as MB or GiB"))?;
+    let num: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| bad("expected a number followed by an optional unit such as MB or GiB"))?;
     let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
@@ -233,7 +265,11 @@ pub fn parse_bytes(input: &str) -> Result<u64> {
         "mib" => 1024.0 * 1024.0,
         "gib" => 1024.0 * 1024.0 * 1024.0,
         "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        _ => return Err(bad("unknown unit; use B, kB, MB, GB, TB, KiB, MiB, GiB or TiB")),
+        _ => {
+            return Err(bad(
+                "unknown unit; use B, kB, MB, GB, TB, KiB, MiB, GiB or TiB",
+            ));
+        }
     };
     let bytes = num * mult;
     if !bytes.is_finite() || bytes < 1.0 {

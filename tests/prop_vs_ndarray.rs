@@ -34,7 +34,11 @@ fn expr_strategy(bases: usize) -> impl Strategy<Value = Expr> {
             (inner.clone(), inner.clone()).prop_map(|(a, b)| Expr::Add(Box::new(a), Box::new(b))),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| Expr::Mul(Box::new(a), Box::new(b))),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| Expr::Max(Box::new(a), Box::new(b))),
-            (inner.clone(), -1.0..1.0f64, inner).prop_map(|(a, c, b)| Expr::WhereGt(Box::new(a), c, Box::new(b))),
+            (inner.clone(), -1.0..1.0f64, inner).prop_map(|(a, c, b)| Expr::WhereGt(
+                Box::new(a),
+                c,
+                Box::new(b)
+            )),
         ]
     })
 }
@@ -60,12 +64,18 @@ fn build(e: &Expr, xs: &[Array]) -> Array {
 
 fn broadcast(a: &ArrayD<f64>, b: &ArrayD<f64>, f: impl Fn(f64, f64) -> f64) -> ArrayD<f64> {
     let n = a.ndim().max(b.ndim());
-    let pad = |s: &[usize]| -> Vec<usize> { std::iter::repeat_n(1, n - s.len()).chain(s.iter().copied()).collect() };
+    let pad = |s: &[usize]| -> Vec<usize> {
+        std::iter::repeat_n(1, n - s.len())
+            .chain(s.iter().copied())
+            .collect()
+    };
     let (sa, sb) = (pad(a.shape()), pad(b.shape()));
     let shape: Vec<usize> = sa.iter().zip(&sb).map(|(x, y)| *x.max(y)).collect();
     let av = a.broadcast(IxDyn(&shape)).unwrap();
     let bv = b.broadcast(IxDyn(&shape)).unwrap();
-    ndarray::Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y))
+    ndarray::Zip::from(&av)
+        .and(&bv)
+        .map_collect(|&x, &y| f(x, y))
 }
 
 fn eval(e: &Expr, xs: &[ArrayD<f64>]) -> ArrayD<f64> {
@@ -80,7 +90,11 @@ fn eval(e: &Expr, xs: &[ArrayD<f64>]) -> ArrayD<f64> {
         Expr::Add(a, b) => broadcast(&eval(a, xs), &eval(b, xs), |x, y| x + y),
         Expr::Mul(a, b) => broadcast(&eval(a, xs), &eval(b, xs), |x, y| x * y),
         Expr::Max(a, b) => broadcast(&eval(a, xs), &eval(b, xs), f64::max),
-        Expr::WhereGt(a, c, b) => broadcast(&eval(a, xs), &eval(b, xs), |x, y| if x > *c { x } else { y }),
+        Expr::WhereGt(a, c, b) => broadcast(
+            &eval(a, xs),
+            &eval(b, xs),
+            |x, y| if x > *c { x } else { y },
+        ),
     }
 }
 
@@ -101,11 +115,18 @@ fn reduce_ref(x: &ArrayD<f64>, red: Red, axes: &[usize]) -> ArrayD<f64> {
         // Move reduced axes to the end, flatten them, reduce each lane.
         let keep: Vec<usize> = (0..x.ndim()).filter(|a| !sorted.contains(a)).collect();
         let perm: Vec<usize> = keep.iter().chain(sorted.iter()).copied().collect();
-        let p = x.view().permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned();
+        let p = x
+            .view()
+            .permuted_axes(IxDyn(&perm))
+            .as_standard_layout()
+            .into_owned();
         let out_shape: Vec<usize> = keep.iter().map(|&a| x.shape()[a]).collect();
         let m: usize = out_shape.iter().product();
         let flat = p.into_shape_with_order(IxDyn(&[m, n])).unwrap();
-        let v: Vec<f64> = flat.axis_iter(Axis(0)).map(|lane| f(&lane.into_dyn())).collect();
+        let v: Vec<f64> = flat
+            .axis_iter(Axis(0))
+            .map(|lane| f(&lane.into_dyn()))
+            .collect();
         ArrayD::from_shape_vec(IxDyn(&out_shape), v).unwrap()
     };
     match red {
@@ -130,19 +151,30 @@ fn close(a: &ArrayD<f64>, b: &ArrayD<f64>, rel: f64) -> bool {
 
 /// A shape of 1–4 axes, a chunking, and the shapes of three operands that broadcast to it.
 fn case() -> impl Strategy<Value = (Vec<usize>, Vec<usize>, Vec<Vec<usize>>, u64)> {
-    prop::collection::vec(1usize..9, 1..=4).prop_flat_map(|shape| {
-        let chunks = shape.iter().map(|&n| 1..=n).collect::<Vec<_>>();
-        let masks = prop::collection::vec(prop::collection::vec(any::<bool>(), shape.len()), 3);
-        (Just(shape), chunks, masks, any::<u64>())
-    })
-    .prop_map(|(shape, chunks, masks, seed)| {
-        let shapes = masks
-            .iter()
-            .enumerate()
-            .map(|(k, m)| if k == 0 { shape.clone() } else { shape.iter().zip(m).map(|(&n, &b)| if b { 1 } else { n }).collect() })
-            .collect();
-        (shape, chunks, shapes, seed)
-    })
+    prop::collection::vec(1usize..9, 1..=4)
+        .prop_flat_map(|shape| {
+            let chunks = shape.iter().map(|&n| 1..=n).collect::<Vec<_>>();
+            let masks = prop::collection::vec(prop::collection::vec(any::<bool>(), shape.len()), 3);
+            (Just(shape), chunks, masks, any::<u64>())
+        })
+        .prop_map(|(shape, chunks, masks, seed)| {
+            let shapes = masks
+                .iter()
+                .enumerate()
+                .map(|(k, m)| {
+                    if k == 0 {
+                        shape.clone()
+                    } else {
+                        shape
+                            .iter()
+                            .zip(m)
+                            .map(|(&n, &b)| if b { 1 } else { n })
+                            .collect()
+                    }
+                })
+                .collect();
+            (shape, chunks, shapes, seed)
+        })
 }
 
 fn data(shape: &[usize], seed: u64) -> ArrayD<f64> {

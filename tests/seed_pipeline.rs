@@ -19,13 +19,20 @@ fn seed_pipeline_matches_ndarray_fused_and_unfused() {
     let (rows, cols) = (5_000, 1_000);
     let expect = reference(rows, cols);
     for fuse in [true, false] {
-        let s = Session::builder().memory_limit("256MiB").fuse(fuse).build().unwrap();
+        let s = Session::builder()
+            .memory_limit("256MiB")
+            .fuse(fuse)
+            .build()
+            .unwrap();
         let i = s.arange(rows, [500]).unwrap().insert_axis(1).unwrap();
         let j = s.arange(cols, [cols]).unwrap().insert_axis(0).unwrap();
         let x = ((&i * 0.001) + (&j * 0.0007)).unwrap().sin().unwrap();
         let y = (&x * 2.5).mean(1).unwrap().std(None, 0.0).unwrap();
         let v: f64 = y.compute_scalar().unwrap();
-        assert!((v - expect).abs() <= 1e-9 * expect.abs(), "fuse={fuse}: {v} vs {expect}");
+        assert!(
+            (v - expect).abs() <= 1e-9 * expect.abs(),
+            "fuse={fuse}: {v} vs {expect}"
+        );
     }
 }
 
@@ -34,7 +41,15 @@ fn from_fn_source_matches() {
     let (rows, cols) = (3_000, 700);
     let expect = reference(rows, cols);
     let s = Session::builder().memory_limit("64MiB").build().unwrap();
-    let x = s.from_fn(&[rows, cols], [400, 700], |ix| formula(ix[0], ix[1])).unwrap();
-    let v: f64 = (&x * 2.5).mean(1).unwrap().std(None, 0.0).unwrap().compute_scalar().unwrap();
+    let x = s
+        .from_fn(&[rows, cols], [400, 700], |ix| formula(ix[0], ix[1]))
+        .unwrap();
+    let v: f64 = (&x * 2.5)
+        .mean(1)
+        .unwrap()
+        .std(None, 0.0)
+        .unwrap()
+        .compute_scalar()
+        .unwrap();
     assert!((v - expect).abs() <= 1e-9 * expect.abs(), "{v} vs {expect}");
 }

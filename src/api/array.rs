@@ -34,7 +34,14 @@ pub struct Array {
 
 impl std::fmt::Debug for Array {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Array<{}>{:?} chunks {:?} ({})", self.dtype(), self.shape(), self.chunk_shape(), self.node.op.name())
+        write!(
+            f,
+            "Array<{}>{:?} chunks {:?} ({})",
+            self.dtype(),
+            self.shape(),
+            self.chunk_shape(),
+            self.node.op.name()
+        )
     }
 }
 
@@ -105,12 +112,20 @@ impl Array {
     }
 
     pub(crate) fn with(&self, node: NodeRef) -> Array {
-        Array { session: self.session.clone(), node }
+        Array {
+            session: self.session.clone(),
+            node,
+        }
     }
 
     pub(crate) fn plan_options(&self) -> PlanOptions {
         let inner = &self.session.inner;
-        PlanOptions { fuse: inner.fuse, tile_elems: inner.tile_elems, threads: inner.threads, limit_bytes: inner.memory_limit }
+        PlanOptions {
+            fuse: inner.fuse,
+            tile_elems: inner.tile_elems,
+            threads: inner.threads,
+            limit_bytes: inner.memory_limit,
+        }
     }
 
     /// Plans the computation of this array without running it: task count, projected peak
@@ -127,8 +142,12 @@ impl Array {
     /// assert!(p.explain().contains("sum"));
     /// ```
     pub fn plan(&self) -> Result<Plan> {
-        let sink: Arc<dyn ChunkSink> = Arc::new(MemorySink::new(self.node.grid.clone(), self.dtype()));
-        let lowered = plan::lower(&[Target::Sink(Arc::clone(&self.node), sink)], self.plan_options())?;
+        let sink: Arc<dyn ChunkSink> =
+            Arc::new(MemorySink::new(self.node.grid.clone(), self.dtype()));
+        let lowered = plan::lower(
+            &[Target::Sink(Arc::clone(&self.node), sink)],
+            self.plan_options(),
+        )?;
         Ok(Plan { lowered })
     }
 
@@ -150,18 +169,27 @@ impl Array {
         let bytes = self.nbytes();
         let allowed = (inner.memory_limit as f64 * inner.max_result_fraction) as u64;
         if bytes > allowed {
-            return Err(Error::ResultTooLarge { result_bytes: bytes, allowed_bytes: allowed, limit_bytes: inner.memory_limit });
+            return Err(Error::ResultTooLarge {
+                result_bytes: bytes,
+                allowed_bytes: allowed,
+                limit_bytes: inner.memory_limit,
+            });
         }
         // The result buffer is memory the engine holds: reserve it for the whole run.
         let _reservation = match inner.budget.try_reserve(bytes) {
             Ok(r) => r,
             Err(_) => {
-                inner.store.demote(bytes.saturating_sub(inner.budget.available_bytes()))?;
-                inner.budget.try_reserve(bytes).map_err(|_| Error::ResultTooLarge {
-                    result_bytes: bytes,
-                    allowed_bytes: inner.budget.available_bytes(),
-                    limit_bytes: inner.memory_limit,
-                })?
+                inner
+                    .store
+                    .demote(bytes.saturating_sub(inner.budget.available_bytes()))?;
+                inner
+                    .budget
+                    .try_reserve(bytes)
+                    .map_err(|_| Error::ResultTooLarge {
+                        result_bytes: bytes,
+                        allowed_bytes: inner.budget.available_bytes(),
+                        limit_bytes: inner.memory_limit,
+                    })?
             }
         };
         let sink = Arc::new(MemorySink::new(self.node.grid.clone(), self.dtype()));
@@ -187,7 +215,11 @@ impl Array {
             return Err(Error::UnsupportedDType {
                 op: format!("compute::<{}>", T::DTYPE),
                 dtype: self.dtype(),
-                hint: format!("; the array is {}, convert with .astype(DType::{:?})", self.dtype(), T::DTYPE),
+                hint: format!(
+                    "; the array is {}, convert with .astype(DType::{:?})",
+                    self.dtype(),
+                    T::DTYPE
+                ),
             });
         }
         Ok(T::from_chunk(self.compute_data()?).expect("dtype checked above"))
@@ -205,7 +237,10 @@ impl Array {
     /// ```
     pub fn compute_scalar<T: Element>(&self) -> Result<T> {
         if self.ndim() != 0 {
-            return Err(Error::InvalidShape { shape: self.shape().to_vec(), reason: "compute_scalar needs a 0-d array (reduce over all axes first)".into() });
+            return Err(Error::InvalidShape {
+                shape: self.shape().to_vec(),
+                reason: "compute_scalar needs a 0-d array (reduce over all axes first)".into(),
+            });
         }
         let a = self.compute::<T>()?;
         Ok(*a.iter().next().expect("a 0-d array has one element"))
@@ -228,8 +263,15 @@ impl Array {
     pub fn persist(&self) -> Result<Array> {
         let (lowered, _) = self.run(&[Target::Keep(Arc::clone(&self.node))])?;
         let keys = lowered.kept.into_iter().next().expect("one keep target");
-        let stored = Arc::new(StoredArray { keys, store: Arc::clone(&self.session.inner.store) });
-        Ok(self.with(crate::graph::node(self.dtype(), self.node.grid.clone(), Op::Stored(stored))))
+        let stored = Arc::new(StoredArray {
+            keys,
+            store: Arc::clone(&self.session.inner.store),
+        });
+        Ok(self.with(crate::graph::node(
+            self.dtype(),
+            self.node.grid.clone(),
+            Op::Stored(stored),
+        )))
     }
 
     /// Streams the array into a sink (a Zarr array, a Parquet file, …), chunk by chunk.
@@ -240,7 +282,11 @@ impl Array {
     pub fn write_to(&self, sink: Arc<dyn ChunkSink>) -> Result<RunStats> {
         if sink.grid().shape() != self.shape() {
             sink.abort();
-            return Err(Error::ShapeMismatch { op: format!("write to {}", sink.describe()), expected: sink.grid().shape().to_vec(), actual: self.shape().to_vec() });
+            return Err(Error::ShapeMismatch {
+                op: format!("write to {}", sink.describe()),
+                expected: sink.grid().shape().to_vec(),
+                actual: self.shape().to_vec(),
+            });
         }
         Ok(self.run(&[Target::Sink(Arc::clone(&self.node), sink)])?.1)
     }
@@ -255,12 +301,17 @@ pub(crate) struct MemorySink {
 
 impl MemorySink {
     pub(crate) fn new(grid: ChunkGrid, dtype: DType) -> MemorySink {
-        MemorySink { grid, dtype, data: Mutex::new(None) }
+        MemorySink {
+            grid,
+            dtype,
+            data: Mutex::new(None),
+        }
     }
 
     pub(crate) fn take(&self) -> ChunkData {
         let mut g = self.data.lock().unwrap_or_else(|e| e.into_inner());
-        g.take().unwrap_or_else(|| ChunkData::zeros(self.dtype, self.grid.shape()))
+        g.take()
+            .unwrap_or_else(|| ChunkData::zeros(self.dtype, self.grid.shape()))
     }
 }
 

@@ -95,7 +95,10 @@ pub struct ReduceOptions {
 
 impl Default for ReduceOptions {
     fn default() -> Self {
-        ReduceOptions { keepdims: false, split_every: 8 }
+        ReduceOptions {
+            keepdims: false,
+            split_every: 8,
+        }
     }
 }
 
@@ -126,7 +129,11 @@ operand_from!(f64, f32, i64, i32, u8, usize, bool);
 
 impl Array {
     fn check_session(&self, other: &Array) -> Result<()> {
-        if self.session.same(&other.session) { Ok(()) } else { Err(Error::SessionMismatch) }
+        if self.session.same(&other.session) {
+            Ok(())
+        } else {
+            Err(Error::SessionMismatch)
+        }
     }
 
     fn unary(&self, op: UnaryOp) -> Result<Array> {
@@ -364,7 +371,11 @@ impl Array {
     pub fn clip(&self, lo: impl Into<Scalar>, hi: impl Into<Scalar>) -> Result<Array> {
         let (lo, hi) = (lo.into(), hi.into());
         if lo.as_f64() > hi.as_f64() {
-            return Err(Error::InvalidArgument(format!("clip: lo {} is above hi {}", lo.as_f64(), hi.as_f64())));
+            return Err(Error::InvalidArgument(format!(
+                "clip: lo {} is above hi {}",
+                lo.as_f64(),
+                hi.as_f64()
+            )));
         }
         self.unary(UnaryOp::Clip(lo, hi))
     }
@@ -377,7 +388,11 @@ impl Array {
     /// assert_eq!(x.compute::<f32>().unwrap().as_slice().unwrap(), &[0.0, 1.0, 2.0]);
     /// ```
     pub fn astype(&self, dtype: DType) -> Array {
-        if dtype == self.dtype() { self.clone() } else { self.with(build::cast(&self.node, dtype)) }
+        if dtype == self.dtype() {
+            self.clone()
+        } else {
+            self.with(build::cast(&self.node, dtype))
+        }
     }
 
     /// Applies a closure to every element. The input is converted to `T` first.
@@ -387,8 +402,14 @@ impl Array {
     /// let x = s.arange(3, [2]).unwrap().map(|v: i64| (v * v) as f64);
     /// assert_eq!(x.compute::<f64>().unwrap().as_slice().unwrap(), &[0.0, 1.0, 4.0]);
     /// ```
-    pub fn map<T: Element, U: Element, F: Fn(T) -> U + Send + Sync + 'static>(&self, f: F) -> Array {
-        let m = Arc::new(MapClosure { f, _t: std::marker::PhantomData });
+    pub fn map<T: Element, U: Element, F: Fn(T) -> U + Send + Sync + 'static>(
+        &self,
+        f: F,
+    ) -> Array {
+        let m = Arc::new(MapClosure {
+            f,
+            _t: std::marker::PhantomData,
+        });
         self.with(build::map(&self.node, m, U::DTYPE))
     }
 
@@ -403,7 +424,11 @@ impl Array {
     /// let y = x.lt(2).unwrap().where_(&x, -1).unwrap();
     /// assert_eq!(y.compute::<i64>().unwrap().as_slice().unwrap(), &[0, 1, -1, -1]);
     /// ```
-    pub fn where_<'a, 'b>(&self, a: impl Into<Operand<'a>>, b: impl Into<Operand<'b>>) -> Result<Array> {
+    pub fn where_<'a, 'b>(
+        &self,
+        a: impl Into<Operand<'a>>,
+        b: impl Into<Operand<'b>>,
+    ) -> Result<Array> {
         let (a, b) = (a.into(), b.into());
         let other_dtype = |o: &Operand<'_>| match o {
             Operand::Array(x) => Some(x.dtype()),
@@ -418,7 +443,11 @@ impl Array {
                 }
                 Operand::Scalar(s) => {
                     let dt = peer.map_or(s.dtype(), |p| s.result_dtype_with(p));
-                    Ok(graph::node(dt, crate::grid::ChunkGrid::single(&[]), Op::Full(s)))
+                    Ok(graph::node(
+                        dt,
+                        crate::grid::ChunkGrid::single(&[]),
+                        Op::Full(s),
+                    ))
                 }
             }
         };
@@ -440,7 +469,12 @@ impl Array {
     /// let r = x.reduce(Reduction::Sum, 1, ReduceOptions { keepdims: true, ..Default::default() }).unwrap();
     /// assert_eq!(r.shape(), &[4, 1]);
     /// ```
-    pub fn reduce(&self, op: Reduction, axes: impl Into<Axes>, options: ReduceOptions) -> Result<Array> {
+    pub fn reduce(
+        &self,
+        op: Reduction,
+        axes: impl Into<Axes>,
+        options: ReduceOptions,
+    ) -> Result<Array> {
         let axes = axes.into();
         let axes = match &axes {
             Axes::All => None,
@@ -454,7 +488,13 @@ impl Array {
             Reduction::Min => ReduceOp::Min,
             Reduction::Max => ReduceOp::Max,
         };
-        Ok(self.with(build::reduce(&self.node, op, axes, options.keepdims, options.split_every)?))
+        Ok(self.with(build::reduce(
+            &self.node,
+            op,
+            axes,
+            options.keepdims,
+            options.split_every,
+        )?))
     }
 
     /// Sum over `axes` (`None` for all).
@@ -525,7 +565,8 @@ impl Array {
     /// ```
     pub fn transpose(&self) -> Array {
         let perm: Vec<usize> = (0..self.ndim()).rev().collect();
-        self.permute_axes(&perm).expect("a reversal is a permutation")
+        self.permute_axes(&perm)
+            .expect("a reversal is a permutation")
     }
 
     /// Reorders the axes: output axis `k` is input axis `perm[k]`.
@@ -563,7 +604,11 @@ impl Array {
     /// # Errors
     /// [`Error::InvalidChunks`].
     pub fn rechunk(&self, chunks: impl Into<Chunks>) -> Result<Array> {
-        Ok(self.with(build::rechunk(&self.node, &chunks.into(), self.session.inner.chunk_target_bytes)?))
+        Ok(self.with(build::rechunk(
+            &self.node,
+            &chunks.into(),
+            self.session.inner.chunk_target_bytes,
+        )?))
     }
 
     /// Joins arrays along an existing axis (dtypes promote).
@@ -578,7 +623,9 @@ impl Array {
     /// assert_eq!(c.shape(), &[4, 3]);
     /// ```
     pub fn concatenate(arrays: &[&Array], axis: usize) -> Result<Array> {
-        let first = arrays.first().ok_or_else(|| Error::InvalidArgument("concatenate needs at least one array".into()))?;
+        let first = arrays
+            .first()
+            .ok_or_else(|| Error::InvalidArgument("concatenate needs at least one array".into()))?;
         for a in arrays {
             first.check_session(a)?;
         }
@@ -597,7 +644,10 @@ impl Array {
     /// assert_eq!(spillway::Array::stack(&[&a, &a], 1).unwrap().shape(), &[3, 2]);
     /// ```
     pub fn stack(arrays: &[&Array], axis: usize) -> Result<Array> {
-        let expanded = arrays.iter().map(|a| a.insert_axis(axis)).collect::<Result<Vec<_>>>()?;
+        let expanded = arrays
+            .iter()
+            .map(|a| a.insert_axis(axis))
+            .collect::<Result<Vec<_>>>()?;
         let refs: Vec<&Array> = expanded.iter().collect();
         Array::concatenate(&refs, axis)
     }
@@ -667,7 +717,10 @@ fn binary_scalar_infallible(a: &Array, op: BinaryOp, s: Scalar, left: bool) -> A
         (Scalar::Bool(b), DType::Bool) => Scalar::Int(b as i64),
         (s, _) => s,
     };
-    a.with(build::binary_scalar(op, &a.node, s, left).expect("a non-bool scalar always has an arithmetic dtype"))
+    a.with(
+        build::binary_scalar(op, &a.node, s, left)
+            .expect("a non-bool scalar always has an arithmetic dtype"),
+    )
 }
 
 impl std::ops::Neg for &Array {

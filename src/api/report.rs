@@ -30,7 +30,12 @@ impl Plan {
 
     /// The largest projected bytes of one task.
     pub fn max_task_bytes(&self) -> u64 {
-        self.lowered.tasks.iter().map(|t| t.projected_bytes()).max().unwrap_or(0)
+        self.lowered
+            .tasks
+            .iter()
+            .map(|t| t.projected_bytes())
+            .max()
+            .unwrap_or(0)
     }
 
     /// Number of stages (fused runs of operations ending in a reduction, persist or write).
@@ -87,7 +92,11 @@ pub fn peak_rss_bytes() -> u64 {
     // SAFETY: getrusage writes into the struct we pass.
     unsafe {
         let mut u: libc::rusage = std::mem::zeroed();
-        if libc::getrusage(libc::RUSAGE_SELF, &mut u) == 0 { u.ru_maxrss as u64 * 1024 } else { 0 }
+        if libc::getrusage(libc::RUSAGE_SELF, &mut u) == 0 {
+            u.ru_maxrss as u64 * 1024
+        } else {
+            0
+        }
     }
 }
 

@@ -31,7 +31,10 @@ impl MemoryLimit {
     /// [`Error::InvalidMemoryLimit`] when the text does not parse or the size is zero.
     pub fn bytes(&self) -> Result<u64> {
         match self {
-            MemoryLimit::Bytes(0) => Err(Error::InvalidMemoryLimit { input: "0".into(), reason: "the size must be at least one byte".into() }),
+            MemoryLimit::Bytes(0) => Err(Error::InvalidMemoryLimit {
+                input: "0".into(),
+                reason: "the size must be at least one byte".into(),
+            }),
             MemoryLimit::Bytes(b) => Ok(*b),
             MemoryLimit::Text(s) => parse_bytes(s),
         }
@@ -155,9 +158,16 @@ impl SessionBuilder {
             None => default_memory_limit(),
         };
         let threads = match self.threads {
-            Some(0) => return Err(Error::InvalidConfig { setting: "threads", reason: "must be at least 1".into() }),
+            Some(0) => {
+                return Err(Error::InvalidConfig {
+                    setting: "threads",
+                    reason: "must be at least 1".into(),
+                });
+            }
             Some(n) => n,
-            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
         };
         let chunk_target_bytes = match &self.chunk_target_bytes {
             Some(l) => l.bytes()?,
@@ -165,26 +175,41 @@ impl SessionBuilder {
         };
         let max_result_fraction = self.max_result_fraction.unwrap_or(0.5);
         if !(max_result_fraction > 0.0 && max_result_fraction <= 1.0) {
-            return Err(Error::InvalidConfig { setting: "max_result_fraction", reason: format!("must be in (0, 1], got {max_result_fraction}") });
+            return Err(Error::InvalidConfig {
+                setting: "max_result_fraction",
+                reason: format!("must be in (0, 1], got {max_result_fraction}"),
+            });
         }
         let tile_bytes = self.tile_bytes.unwrap_or(256 << 10);
         if tile_bytes < 64 {
-            return Err(Error::InvalidConfig { setting: "tile_bytes", reason: format!("must be at least 64, got {tile_bytes}") });
+            return Err(Error::InvalidConfig {
+                setting: "tile_bytes",
+                reason: format!("must be at least 64, got {tile_bytes}"),
+            });
         }
         let level = self.compression_level.unwrap_or(1);
         if !(-7..=22).contains(&level) {
-            return Err(Error::InvalidConfig { setting: "compression_level", reason: format!("zstd levels are -7..=22, got {level}") });
+            return Err(Error::InvalidConfig {
+                setting: "compression_level",
+                reason: format!("zstd levels are -7..=22, got {level}"),
+            });
         }
         if let Some(d) = &self.spill_dir {
             if !d.is_dir() {
-                return Err(Error::InvalidConfig { setting: "spill_dir", reason: format!("{} is not an existing folder", d.display()) });
+                return Err(Error::InvalidConfig {
+                    setting: "spill_dir",
+                    reason: format!("{} is not an existing folder", d.display()),
+                });
             }
         }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("spillway-{i}"))
             .build()
-            .map_err(|e| Error::InvalidConfig { setting: "threads", reason: e.to_string() })?;
+            .map_err(|e| Error::InvalidConfig {
+                setting: "threads",
+                reason: e.to_string(),
+            })?;
         let budget = MemoryBudget::new(memory_limit);
         let store_config = StoreConfig {
             compression_level: level,
@@ -214,7 +239,11 @@ impl SessionBuilder {
 fn default_memory_limit() -> u64 {
     let total = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .map(|kib| kib * 1024)
         .unwrap_or(8 << 30);
     total / 2
@@ -298,7 +327,11 @@ impl Session {
 
     /// Figures of the last finished computation, if any.
     pub fn last_run(&self) -> Option<RunStats> {
-        self.inner.last_run.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner
+            .last_run
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(crate) fn same(&self, other: &Session) -> bool {

@@ -20,7 +20,10 @@ impl Session {
     }
 
     pub(crate) fn array(&self, node: graph::NodeRef) -> Array {
-        Array { session: self.clone(), node }
+        Array {
+            session: self.clone(),
+            node,
+        }
     }
 
     /// An array of one value.
@@ -33,7 +36,13 @@ impl Session {
     /// let x = s.full(&[4, 4], 2.5, spillway::DType::F32, [2, 2]).unwrap();
     /// assert_eq!(x.dtype(), spillway::DType::F32);
     /// ```
-    pub fn full(&self, shape: &[usize], value: impl Into<Scalar>, dtype: DType, chunks: impl Into<Chunks>) -> Result<Array> {
+    pub fn full(
+        &self,
+        shape: &[usize],
+        value: impl Into<Scalar>,
+        dtype: DType,
+        chunks: impl Into<Chunks>,
+    ) -> Result<Array> {
         let grid = self.grid(shape, chunks.into(), dtype)?;
         Ok(self.array(graph::node(dtype, grid, Op::Full(value.into()))))
     }
@@ -76,7 +85,15 @@ impl Session {
     /// ```
     pub fn arange(&self, n: usize, chunks: impl Into<Chunks>) -> Result<Array> {
         let grid = self.grid(&[n], chunks.into(), DType::I64)?;
-        Ok(self.array(graph::node(DType::I64, grid, Op::Arange { start: 0.0, step: 1.0, end: None })))
+        Ok(self.array(graph::node(
+            DType::I64,
+            grid,
+            Op::Arange {
+                start: 0.0,
+                step: 1.0,
+                end: None,
+            },
+        )))
     }
 
     /// `start, start+step, …` below `stop` as `f64`, like `numpy.arange(start, stop, step)`.
@@ -90,13 +107,29 @@ impl Session {
     /// let a = s.arange_f64(0.0, 1.0, 0.25, [3]).unwrap().compute::<f64>().unwrap();
     /// assert_eq!(a.as_slice().unwrap(), &[0.0, 0.25, 0.5, 0.75]);
     /// ```
-    pub fn arange_f64(&self, start: f64, stop: f64, step: f64, chunks: impl Into<Chunks>) -> Result<Array> {
+    pub fn arange_f64(
+        &self,
+        start: f64,
+        stop: f64,
+        step: f64,
+        chunks: impl Into<Chunks>,
+    ) -> Result<Array> {
         if step == 0.0 || !step.is_finite() || !start.is_finite() || !stop.is_finite() {
-            return Err(Error::InvalidArgument(format!("arange_f64({start}, {stop}, {step}): the step must be finite and non-zero")));
+            return Err(Error::InvalidArgument(format!(
+                "arange_f64({start}, {stop}, {step}): the step must be finite and non-zero"
+            )));
         }
         let n = ((stop - start) / step).ceil().max(0.0) as usize;
         let grid = self.grid(&[n], chunks.into(), DType::F64)?;
-        Ok(self.array(graph::node(DType::F64, grid, Op::Arange { start, step, end: None })))
+        Ok(self.array(graph::node(
+            DType::F64,
+            grid,
+            Op::Arange {
+                start,
+                step,
+                end: None,
+            },
+        )))
     }
 
     /// `num` evenly spaced values from `start` to `stop` inclusive, like `numpy.linspace`.
@@ -109,14 +142,30 @@ impl Session {
     /// let a = s.linspace(0.0, 1.0, 5, [2]).unwrap().compute::<f64>().unwrap();
     /// assert_eq!(a.as_slice().unwrap(), &[0.0, 0.25, 0.5, 0.75, 1.0]);
     /// ```
-    pub fn linspace(&self, start: f64, stop: f64, num: usize, chunks: impl Into<Chunks>) -> Result<Array> {
+    pub fn linspace(
+        &self,
+        start: f64,
+        stop: f64,
+        num: usize,
+        chunks: impl Into<Chunks>,
+    ) -> Result<Array> {
         if !start.is_finite() || !stop.is_finite() {
-            return Err(Error::InvalidArgument(format!("linspace({start}, {stop}, {num}): the ends must be finite")));
+            return Err(Error::InvalidArgument(format!(
+                "linspace({start}, {stop}, {num}): the ends must be finite"
+            )));
         }
-        let step = if num > 1 { (stop - start) / (num - 1) as f64 } else { 0.0 };
+        let step = if num > 1 {
+            (stop - start) / (num - 1) as f64
+        } else {
+            0.0
+        };
         let grid = self.grid(&[num], chunks.into(), DType::F64)?;
         let end = (num > 1).then_some(stop);
-        Ok(self.array(graph::node(DType::F64, grid, Op::Arange { start, step, end })))
+        Ok(self.array(graph::node(
+            DType::F64,
+            grid,
+            Op::Arange { start, step, end },
+        )))
     }
 
     /// An array whose element at global index `idx` is `f(idx)`. The closure runs on worker
@@ -130,12 +179,20 @@ impl Session {
     /// let x = s.from_fn(&[2, 3], [1, 3], |ix| (ix[0] * 10 + ix[1]) as i32).unwrap();
     /// assert_eq!(x.compute::<i32>().unwrap(), ndarray::arr2(&[[0, 1, 2], [10, 11, 12]]).into_dyn());
     /// ```
-    pub fn from_fn<T: Element, F>(&self, shape: &[usize], chunks: impl Into<Chunks>, f: F) -> Result<Array>
+    pub fn from_fn<T: Element, F>(
+        &self,
+        shape: &[usize],
+        chunks: impl Into<Chunks>,
+        f: F,
+    ) -> Result<Array>
     where
         F: Fn(&[usize]) -> T + Send + Sync + 'static,
     {
         let grid = self.grid(shape, chunks.into(), T::DTYPE)?;
-        let f = Arc::new(ElementFn { f, _t: std::marker::PhantomData });
+        let f = Arc::new(ElementFn {
+            f,
+            _t: std::marker::PhantomData,
+        });
         Ok(self.array(graph::node(T::DTYPE, grid, Op::FromFn(f))))
     }
 
@@ -150,12 +207,21 @@ impl Session {
     /// let x = s.from_blocks(&[4], [2], |r| Ok(ndarray::ArrayD::from_elem(r.shape(), r.start()[0] as f64))).unwrap();
     /// assert_eq!(x.compute::<f64>().unwrap().as_slice().unwrap(), &[0.0, 0.0, 2.0, 2.0]);
     /// ```
-    pub fn from_blocks<T: Element, F>(&self, shape: &[usize], chunks: impl Into<Chunks>, f: F) -> Result<Array>
+    pub fn from_blocks<T: Element, F>(
+        &self,
+        shape: &[usize],
+        chunks: impl Into<Chunks>,
+        f: F,
+    ) -> Result<Array>
     where
         F: Fn(&Region) -> Result<ArrayD<T>> + Send + Sync + 'static,
     {
         let grid = self.grid(shape, chunks.into(), T::DTYPE)?;
-        self.from_source(Arc::new(BlockSource { grid, f, _t: std::marker::PhantomData }))
+        self.from_source(Arc::new(BlockSource {
+            grid,
+            f,
+            _t: std::marker::PhantomData,
+        }))
     }
 
     /// Uniform random numbers in `[0, 1)`. Each element depends only on the seed and its index,
@@ -171,9 +237,21 @@ impl Session {
     /// assert_eq!(a, b);
     /// assert!(a.iter().all(|v| (0.0..1.0).contains(v)));
     /// ```
-    pub fn random_uniform(&self, shape: &[usize], chunks: impl Into<Chunks>, seed: u64) -> Result<Array> {
+    pub fn random_uniform(
+        &self,
+        shape: &[usize],
+        chunks: impl Into<Chunks>,
+        seed: u64,
+    ) -> Result<Array> {
         let grid = self.grid(shape, chunks.into(), DType::F64)?;
-        Ok(self.array(graph::node(DType::F64, grid, Op::Random { seed, normal: false })))
+        Ok(self.array(graph::node(
+            DType::F64,
+            grid,
+            Op::Random {
+                seed,
+                normal: false,
+            },
+        )))
     }
 
     /// Standard normal random numbers (Box–Muller), reproducible like
@@ -187,9 +265,18 @@ impl Session {
     /// let m = s.random_normal(&[10_000], [1000], 7).unwrap().mean(None).unwrap().compute_scalar::<f64>().unwrap();
     /// assert!(m.abs() < 0.05);
     /// ```
-    pub fn random_normal(&self, shape: &[usize], chunks: impl Into<Chunks>, seed: u64) -> Result<Array> {
+    pub fn random_normal(
+        &self,
+        shape: &[usize],
+        chunks: impl Into<Chunks>,
+        seed: u64,
+    ) -> Result<Array> {
         let grid = self.grid(shape, chunks.into(), DType::F64)?;
-        Ok(self.array(graph::node(DType::F64, grid, Op::Random { seed, normal: true })))
+        Ok(self.array(graph::node(
+            DType::F64,
+            grid,
+            Op::Random { seed, normal: true },
+        )))
     }
 
     /// A lazy array over an in-memory ndarray (shared, not copied).
@@ -203,11 +290,23 @@ impl Session {
     /// let x = s.from_ndarray(a.clone(), [2, 2]).unwrap();
     /// assert_eq!(x.compute::<f64>().unwrap(), a);
     /// ```
-    pub fn from_ndarray<T: Element>(&self, data: ArrayD<T>, chunks: impl Into<Chunks>) -> Result<Array> {
+    pub fn from_ndarray<T: Element>(
+        &self,
+        data: ArrayD<T>,
+        chunks: impl Into<Chunks>,
+    ) -> Result<Array> {
         let shape = data.shape().to_vec();
         let grid = self.grid(&shape, chunks.into(), T::DTYPE)?;
-        let data = if data.is_standard_layout() { data } else { data.as_standard_layout().into_owned() };
-        Ok(self.array(graph::node(T::DTYPE, grid, Op::Memory(Arc::new(ChunkData::from(data))))))
+        let data = if data.is_standard_layout() {
+            data
+        } else {
+            data.as_standard_layout().into_owned()
+        };
+        Ok(self.array(graph::node(
+            T::DTYPE,
+            grid,
+            Op::Memory(Arc::new(ChunkData::from(data))),
+        )))
     }
 
     /// A lazy array over any [`ChunkSource`], chunked as the source is stored.
@@ -226,7 +325,9 @@ struct BlockSource<T, F> {
     _t: std::marker::PhantomData<fn() -> T>,
 }
 
-impl<T: Element, F: Fn(&Region) -> Result<ArrayD<T>> + Send + Sync> ChunkSource for BlockSource<T, F> {
+impl<T: Element, F: Fn(&Region) -> Result<ArrayD<T>> + Send + Sync> ChunkSource
+    for BlockSource<T, F>
+{
     fn grid(&self) -> &ChunkGrid {
         &self.grid
     }
@@ -242,12 +343,20 @@ impl<T: Element, F: Fn(&Region) -> Result<ArrayD<T>> + Send + Sync> ChunkSource 
             let cr = self.grid.chunk_region(&idx);
             let block = (self.f)(&cr)?;
             if block.shape() != cr.shape() {
-                return Err(Error::ShapeMismatch { op: "from_blocks".into(), expected: cr.shape().to_vec(), actual: block.shape().to_vec() });
+                return Err(Error::ShapeMismatch {
+                    op: "from_blocks".into(),
+                    expected: cr.shape().to_vec(),
+                    actual: block.shape().to_vec(),
+                });
             }
             let block = ChunkData::from(block);
             let ov = cr.intersect(region).expect("overlapping chunk");
             if ov == *region {
-                return Ok(if cr == *region { block } else { block.slice(&ov.relative_to(&cr)) });
+                return Ok(if cr == *region {
+                    block
+                } else {
+                    block.slice(&ov.relative_to(&cr))
+                });
             }
             let o = out.get_or_insert_with(|| ChunkData::zeros(T::DTYPE, region.shape()));
             o.assign_region(&ov.relative_to(region), &block.slice(&ov.relative_to(&cr)));

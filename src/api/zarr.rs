@@ -54,7 +54,10 @@ impl Array {
     /// assert!(x.to_zarr(dir.path().join("x.zarr"), &ZarrWriteOptions::default()).is_err());
     /// ```
     pub fn to_zarr(&self, path: impl AsRef<Path>, options: &ZarrWriteOptions) -> Result<RunStats> {
-        let chunks = options.chunk_shape.clone().unwrap_or_else(|| self.chunk_shape().to_vec());
+        let chunks = options
+            .chunk_shape
+            .clone()
+            .unwrap_or_else(|| self.chunk_shape().to_vec());
         let sink = ZarrSink::create(path, "/", self.shape(), self.dtype(), &chunks, options)?;
         self.write_to(Arc::new(sink))
     }
@@ -65,9 +68,18 @@ impl Array {
     /// # Errors
     /// [`Error::ZarrDTypeMismatch`], [`Error::ZarrRegion`] (outside the array, misaligned),
     /// open errors of [`ZarrSource::open`]; any error of the computation.
-    pub fn to_zarr_region(&self, path: impl AsRef<Path>, array_path: &str, start: &[usize]) -> Result<RunStats> {
+    pub fn to_zarr_region(
+        &self,
+        path: impl AsRef<Path>,
+        array_path: &str,
+        start: &[usize],
+    ) -> Result<RunStats> {
         if start.len() != self.ndim() {
-            return Err(Error::InvalidArgument(format!("region start {start:?} has {} entries for {} axes", start.len(), self.ndim())));
+            return Err(Error::InvalidArgument(format!(
+                "region start {start:?} has {} entries for {} axes",
+                start.len(),
+                self.ndim()
+            )));
         }
         let region = Region::new(start.to_vec(), self.shape().to_vec());
         let sink = ZarrSink::open_region(path, array_path, &region, self.dtype())?;
@@ -81,9 +93,15 @@ impl Array {
     /// # Errors
     /// As [`to_zarr`](Self::to_zarr); [`Error::SessionMismatch`] for arrays of different
     /// sessions; nothing is left at `path` on error.
-    pub fn to_zarr_group(path: impl AsRef<Path>, arrays: &[(&str, &Array, ZarrWriteOptions)], options: &ZarrWriteOptions) -> Result<RunStats> {
+    pub fn to_zarr_group(
+        path: impl AsRef<Path>,
+        arrays: &[(&str, &Array, ZarrWriteOptions)],
+        options: &ZarrWriteOptions,
+    ) -> Result<RunStats> {
         let Some((_, first, _)) = arrays.first() else {
-            return Err(Error::InvalidArgument("to_zarr_group needs at least one array".into()));
+            return Err(Error::InvalidArgument(
+                "to_zarr_group needs at least one array".into(),
+            ));
         };
         let group = ZarrGroupWriter::create(path, options)?;
         let mut targets = Vec::new();
@@ -92,7 +110,10 @@ impl Array {
                 group.abort();
                 return Err(Error::SessionMismatch);
             }
-            let chunks = opts.chunk_shape.clone().unwrap_or_else(|| a.chunk_shape().to_vec());
+            let chunks = opts
+                .chunk_shape
+                .clone()
+                .unwrap_or_else(|| a.chunk_shape().to_vec());
             let sink = match group.array(name, a.shape(), a.dtype(), &chunks, opts) {
                 Ok(s) => s,
                 Err(e) => {
@@ -100,7 +121,10 @@ impl Array {
                     return Err(e);
                 }
             };
-            targets.push(Target::Sink(Arc::clone(&a.node), Arc::new(sink) as Arc<dyn ChunkSink>));
+            targets.push(Target::Sink(
+                Arc::clone(&a.node),
+                Arc::new(sink) as Arc<dyn ChunkSink>,
+            ));
         }
         match first.run(&targets) {
             Ok((_, stats)) => {

@@ -60,7 +60,12 @@ pub struct RunStats {
 type Completion = (TaskId, Result<Option<ChunkData>>, Reservation, Instant);
 
 /// Runs a plan to completion.
-pub(crate) fn execute(plan: &Lowered, store: &Arc<ChunkStore>, pool: &rayon::ThreadPool, log: Option<&mut Vec<Event>>) -> Result<RunStats> {
+pub(crate) fn execute(
+    plan: &Lowered,
+    store: &Arc<ChunkStore>,
+    pool: &rayon::ThreadPool,
+    log: Option<&mut Vec<Event>>,
+) -> Result<RunStats> {
     let started = Instant::now();
     let mut log = log;
     let tasks = &plan.tasks;
@@ -84,7 +89,11 @@ pub(crate) fn execute(plan: &Lowered, store: &Arc<ChunkStore>, pool: &rayon::Thr
             consumers_of.entry(*k).or_default().push(i);
         }
     }
-    let produced: std::collections::HashSet<ChunkKey> = tasks.iter().filter(|t| !t.keep_output).filter_map(|t| t.output).collect();
+    let produced: std::collections::HashSet<ChunkKey> = tasks
+        .iter()
+        .filter(|t| !t.keep_output)
+        .filter_map(|t| t.output)
+        .collect();
     let mut finished = vec![false; n];
 
     let mut ready: BinaryHeap<Reverse<(usize, TaskId)>> = BinaryHeap::new();
@@ -97,22 +106,37 @@ pub(crate) fn execute(plan: &Lowered, store: &Arc<ChunkStore>, pool: &rayon::Thr
     let mut running = 0usize;
     let mut done = 0usize;
     let mut failure: Option<Error> = None;
-    let mut stats = RunStats { projected_peak_bytes: plan.projected_peak_bytes, ..Default::default() };
+    let mut stats = RunStats {
+        projected_peak_bytes: plan.projected_peak_bytes,
+        ..Default::default()
+    };
     let mut peak_reserved = budget.reserved_bytes();
 
     while done < n {
         // Admit as many ready tasks as threads and budget allow, in priority order.
         while failure.is_none() && running < threads {
-            let Some(&Reverse((_, t))) = ready.peek() else { break };
+            let Some(&Reverse((_, t))) = ready.peek() else {
+                break;
+            };
             let spec = &tasks[t];
-            let non_hot: u64 = spec.reads.iter().filter(|(k, _)| store.tier_of(*k) != Some(Tier::Hot)).map(|r| r.1).sum();
+            let non_hot: u64 = spec
+                .reads
+                .iter()
+                .filter(|(k, _)| store.tier_of(*k) != Some(Tier::Hot))
+                .map(|r| r.1)
+                .sum();
             let need = spec.output_bytes + spec.working_bytes + non_hot;
             let reservation = match budget.try_reserve(need) {
                 Ok(r) => r,
                 Err(_) => {
                     let short = need.saturating_sub(budget.available_bytes());
                     let next_use = |k: ChunkKey| -> Option<u64> {
-                        consumers_of.get(&k).and_then(|c| c.iter().filter(|&&c| !finished[c]).map(|&c| plan.priority[c] as u64).min())
+                        consumers_of.get(&k).and_then(|c| {
+                            c.iter()
+                                .filter(|&&c| !finished[c])
+                                .map(|&c| plan.priority[c] as u64)
+                                .min()
+                        })
                     };
                     let freed = store.demote_with(short, &next_use)?;
                     if freed > 0 {
@@ -125,7 +149,9 @@ pub(crate) fn execute(plan: &Lowered, store: &Arc<ChunkStore>, pool: &rayon::Thr
                         Ok(r) => r,
                         Err(e) if running == 0 => {
                             failure = Some(match e {
-                                Error::BudgetExhausted { available, limit, .. } => Error::TaskExceedsBudget {
+                                Error::BudgetExhausted {
+                                    available, limit, ..
+                                } => Error::TaskExceedsBudget {
                                     task: spec.label.clone(),
                                     projected_bytes: need,
                                     limit_bytes: limit,
@@ -160,18 +186,25 @@ pub(crate) fn execute(plan: &Lowered, store: &Arc<ChunkStore>, pool: &rayon::Thr
             running += 1;
             pool.spawn(move || {
                 let t0 = Instant::now();
-                let result = std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<Option<ChunkData>> {
-                    let inputs = keys.iter().map(|k| store2.get(*k)).collect::<Result<Vec<_>>>()?;
-                    body.run(&inputs)
-                }))
-                .unwrap_or_else(|p| {
-                    let message = p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "unknown panic".into());
-                    Err(Error::UserFunctionPanicked { task: label, message })
-                });
+                let result =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<Option<ChunkData>> {
+                        let inputs = keys
+                            .iter()
+                            .map(|k| store2.get(*k))
+                            .collect::<Result<Vec<_>>>()?;
+                        body.run(&inputs)
+                    }))
+                    .unwrap_or_else(|p| {
+                        let message = p
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_else(|| "unknown panic".into());
+                        Err(Error::UserFunctionPanicked {
+                            task: label,
+                            message,
+                        })
+                    });
                 let _ = tx2.send((t, result, reservation, t0));
             });
         }
@@ -181,7 +214,8 @@ pub(crate) fn execute(plan: &Lowered, store: &Arc<ChunkStore>, pool: &rayon::Thr
             }
             continue;
         }
-        let (t, result, mut reservation, _t0) = rx.recv().expect("workers hold a sender until they report");
+        let (t, result, mut reservation, _t0) =
+            rx.recv().expect("workers hold a sender until they report");
         running -= 1;
         let spec = &tasks[t];
         for (k, _) in &spec.reads {
@@ -191,7 +225,9 @@ pub(crate) fn execute(plan: &Lowered, store: &Arc<ChunkStore>, pool: &rayon::Thr
             Ok(out) => {
                 if let (Some(key), Some(data)) = (spec.output, out) {
                     let bytes = data.nbytes();
-                    let keep = reservation.split(bytes.min(reservation.bytes())).expect("split within the reservation");
+                    let keep = reservation
+                        .split(bytes.min(reservation.bytes()))
+                        .expect("split within the reservation");
                     drop(reservation);
                     if let Err(e) = store.put_reserved(key, Arc::new(data), keep) {
                         failure.get_or_insert(e);

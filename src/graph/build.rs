@@ -19,7 +19,8 @@ fn broadcast_grid(shape: &[usize], operands: &[&NodeRef]) -> ChunkGrid {
                 .iter()
                 .filter_map(|o| {
                     let off = n - o.ndim();
-                    (k >= off && o.shape()[k - off] == shape[k]).then(|| o.grid.chunk_shape()[k - off])
+                    (k >= off && o.shape()[k - off] == shape[k])
+                        .then(|| o.grid.chunk_shape()[k - off])
                 })
                 .next()
                 .unwrap_or(shape[k].max(1))
@@ -30,16 +31,27 @@ fn broadcast_grid(shape: &[usize], operands: &[&NodeRef]) -> ChunkGrid {
 
 pub(crate) fn unary(op: UnaryOp, a: &NodeRef) -> Result<NodeRef> {
     let dt = a.dtype;
-    let unsupported = |hint: &str| Error::UnsupportedDType { op: format!("{op:?}").to_lowercase(), dtype: dt, hint: hint.into() };
+    let unsupported = |hint: &str| Error::UnsupportedDType {
+        op: format!("{op:?}").to_lowercase(),
+        dtype: dt,
+        hint: hint.into(),
+    };
     let out = match op {
         UnaryOp::Neg if dt == DType::Bool => return Err(unsupported("; use `not` for booleans")),
         UnaryOp::Not if dt != DType::Bool => return Err(unsupported("; `not` takes a bool array")),
         UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Not => dt,
-        UnaryOp::Powi(_) if dt == DType::Bool => return Err(unsupported("; cast with `astype` first")),
+        UnaryOp::Powi(_) if dt == DType::Bool => {
+            return Err(unsupported("; cast with `astype` first"));
+        }
         UnaryOp::Powi(_) => dt,
         UnaryOp::Clip(..) if dt == DType::Bool => return Err(unsupported("")),
         UnaryOp::Clip(..) => dt,
-        UnaryOp::Sqrt | UnaryOp::Exp | UnaryOp::Ln | UnaryOp::Sin | UnaryOp::Cos | UnaryOp::Powf(_) => dt.float_result(),
+        UnaryOp::Sqrt
+        | UnaryOp::Exp
+        | UnaryOp::Ln
+        | UnaryOp::Sin
+        | UnaryOp::Cos
+        | UnaryOp::Powf(_) => dt.float_result(),
     };
     Ok(node(out, a.grid.clone(), Op::Unary(op, Arc::clone(a))))
 }
@@ -52,9 +64,11 @@ fn arithmetic_dtype(op: BinaryOp, l: DType, r: DType) -> Result<DType> {
     match op {
         BinaryOp::Div => Ok(p.float_result()),
         BinaryOp::Minimum | BinaryOp::Maximum => Ok(p),
-        _ if p == DType::Bool => {
-            Err(Error::DTypeMismatch { op: format!("{} (cast booleans with `astype` first)", op.symbol()), left: l, right: r })
-        }
+        _ if p == DType::Bool => Err(Error::DTypeMismatch {
+            op: format!("{} (cast booleans with `astype` first)", op.symbol()),
+            left: l,
+            right: r,
+        }),
         _ => Ok(p),
     }
 }
@@ -63,10 +77,19 @@ pub(crate) fn binary(op: BinaryOp, a: &NodeRef, b: &NodeRef) -> Result<NodeRef> 
     let shape = broadcast_shapes(op.symbol(), a.shape(), b.shape())?;
     let dtype = arithmetic_dtype(op, a.dtype, b.dtype)?;
     let grid = broadcast_grid(&shape, &[a, b]);
-    Ok(node(dtype, grid, Op::Binary(op, Arc::clone(a), Arc::clone(b))))
+    Ok(node(
+        dtype,
+        grid,
+        Op::Binary(op, Arc::clone(a), Arc::clone(b)),
+    ))
 }
 
-pub(crate) fn binary_scalar(op: BinaryOp, a: &NodeRef, s: Scalar, scalar_left: bool) -> Result<NodeRef> {
+pub(crate) fn binary_scalar(
+    op: BinaryOp,
+    a: &NodeRef,
+    s: Scalar,
+    scalar_left: bool,
+) -> Result<NodeRef> {
     let p = s.result_dtype_with(a.dtype);
     let dtype = if op.is_comparison() {
         DType::Bool
@@ -75,22 +98,38 @@ pub(crate) fn binary_scalar(op: BinaryOp, a: &NodeRef, s: Scalar, scalar_left: b
             BinaryOp::Div => p.float_result(),
             BinaryOp::Minimum | BinaryOp::Maximum => p,
             _ if p == DType::Bool => {
-                return Err(Error::DTypeMismatch { op: format!("{} (cast booleans with `astype` first)", op.symbol()), left: a.dtype, right: s.dtype() });
+                return Err(Error::DTypeMismatch {
+                    op: format!("{} (cast booleans with `astype` first)", op.symbol()),
+                    left: a.dtype,
+                    right: s.dtype(),
+                });
             }
             _ => p,
         }
     };
-    Ok(node(dtype, a.grid.clone(), Op::BinaryScalar(op, Arc::clone(a), s, scalar_left)))
+    Ok(node(
+        dtype,
+        a.grid.clone(),
+        Op::BinaryScalar(op, Arc::clone(a), s, scalar_left),
+    ))
 }
 
 pub(crate) fn where_(c: &NodeRef, a: &NodeRef, b: &NodeRef) -> Result<NodeRef> {
     if c.dtype != DType::Bool {
-        return Err(Error::UnsupportedDType { op: "where".into(), dtype: c.dtype, hint: "; the condition must be a bool array".into() });
+        return Err(Error::UnsupportedDType {
+            op: "where".into(),
+            dtype: c.dtype,
+            hint: "; the condition must be a bool array".into(),
+        });
     }
     let s = broadcast_shapes("where", c.shape(), a.shape())?;
     let shape = broadcast_shapes("where", &s, b.shape())?;
     let grid = broadcast_grid(&shape, &[c, a, b]);
-    Ok(node(a.dtype.promote(b.dtype), grid, Op::Where(Arc::clone(c), Arc::clone(a), Arc::clone(b))))
+    Ok(node(
+        a.dtype.promote(b.dtype),
+        grid,
+        Op::Where(Arc::clone(c), Arc::clone(a), Arc::clone(b)),
+    ))
 }
 
 pub(crate) fn cast(a: &NodeRef, dtype: DType) -> NodeRef {
@@ -102,12 +141,20 @@ pub(crate) fn map(a: &NodeRef, f: Arc<dyn MapFn>, out: DType) -> NodeRef {
 }
 
 pub(crate) fn check_axis(axis: usize, ndim: usize) -> Result<()> {
-    if axis >= ndim { Err(Error::AxisOutOfRange { axis, ndim }) } else { Ok(()) }
+    if axis >= ndim {
+        Err(Error::AxisOutOfRange { axis, ndim })
+    } else {
+        Ok(())
+    }
 }
 
 pub(crate) fn transpose(a: &NodeRef, perm: &[usize]) -> Result<NodeRef> {
     if perm.len() != a.ndim() {
-        return Err(Error::InvalidArgument(format!("permutation {perm:?} has {} entries for {} axes", perm.len(), a.ndim())));
+        return Err(Error::InvalidArgument(format!(
+            "permutation {perm:?} has {} entries for {} axes",
+            perm.len(),
+            a.ndim()
+        )));
     }
     let mut seen = vec![false; perm.len()];
     for &p in perm {
@@ -119,29 +166,48 @@ pub(crate) fn transpose(a: &NodeRef, perm: &[usize]) -> Result<NodeRef> {
     }
     let shape = perm.iter().map(|&p| a.shape()[p]).collect();
     let chunk = perm.iter().map(|&p| a.grid.chunk_shape()[p]).collect();
-    Ok(node(a.dtype, grid_like(shape, chunk), Op::Transpose(perm.to_vec(), Arc::clone(a))))
+    Ok(node(
+        a.dtype,
+        grid_like(shape, chunk),
+        Op::Transpose(perm.to_vec(), Arc::clone(a)),
+    ))
 }
 
 pub(crate) fn slice(a: &NodeRef, ranges: &[std::ops::Range<usize>]) -> Result<NodeRef> {
     if ranges.len() > a.ndim() {
-        return Err(Error::InvalidArgument(format!("{} ranges for an array of {} axes", ranges.len(), a.ndim())));
+        return Err(Error::InvalidArgument(format!(
+            "{} ranges for an array of {} axes",
+            ranges.len(),
+            a.ndim()
+        )));
     }
     let mut start = vec![0; a.ndim()];
     let mut shape = a.shape().to_vec();
     for (axis, r) in ranges.iter().enumerate() {
         let len = a.shape()[axis];
         if r.start > r.end || r.end > len {
-            return Err(Error::InvalidRange { axis, start: r.start, end: r.end, len });
+            return Err(Error::InvalidRange {
+                axis,
+                start: r.start,
+                end: r.end,
+                len,
+            });
         }
         start[axis] = r.start;
         shape[axis] = r.end - r.start;
     }
     let chunk = a.grid.chunk_shape().to_vec();
-    Ok(node(a.dtype, grid_like(shape, chunk), Op::Slice(start, Arc::clone(a))))
+    Ok(node(
+        a.dtype,
+        grid_like(shape, chunk),
+        Op::Slice(start, Arc::clone(a)),
+    ))
 }
 
 pub(crate) fn concat(xs: &[NodeRef], axis: usize) -> Result<NodeRef> {
-    let first = xs.first().ok_or_else(|| Error::InvalidArgument("concatenate needs at least one array".into()))?;
+    let first = xs
+        .first()
+        .ok_or_else(|| Error::InvalidArgument("concatenate needs at least one array".into()))?;
     check_axis(axis, first.ndim())?;
     let mut shape = first.shape().to_vec();
     let mut dtype = first.dtype;
@@ -149,14 +215,31 @@ pub(crate) fn concat(xs: &[NodeRef], axis: usize) -> Result<NodeRef> {
         let mut expect = first.shape().to_vec();
         expect[axis] = x.shape().get(axis).copied().unwrap_or(0);
         if x.shape() != expect.as_slice() {
-            return Err(Error::ShapeMismatch { op: format!("concatenate along axis {axis}"), expected: expect, actual: x.shape().to_vec() });
+            return Err(Error::ShapeMismatch {
+                op: format!("concatenate along axis {axis}"),
+                expected: expect,
+                actual: x.shape().to_vec(),
+            });
         }
         shape[axis] += x.shape()[axis];
         dtype = dtype.promote(x.dtype);
     }
     let chunk = first.grid.chunk_shape().to_vec();
-    let inputs = xs.iter().map(|x| if x.dtype == dtype { Arc::clone(x) } else { cast(x, dtype) }).collect();
-    Ok(node(dtype, grid_like(shape, chunk), Op::Concat(axis, inputs)))
+    let inputs = xs
+        .iter()
+        .map(|x| {
+            if x.dtype == dtype {
+                Arc::clone(x)
+            } else {
+                cast(x, dtype)
+            }
+        })
+        .collect();
+    Ok(node(
+        dtype,
+        grid_like(shape, chunk),
+        Op::Concat(axis, inputs),
+    ))
 }
 
 pub(crate) fn insert_axis(a: &NodeRef, axis: usize) -> Result<NodeRef> {
@@ -166,7 +249,11 @@ pub(crate) fn insert_axis(a: &NodeRef, axis: usize) -> Result<NodeRef> {
     crate::grid::check_shape(&shape)?;
     let mut chunk = a.grid.chunk_shape().to_vec();
     chunk.insert(axis, 1);
-    Ok(node(a.dtype, grid_like(shape, chunk), Op::InsertAxis(axis, Arc::clone(a))))
+    Ok(node(
+        a.dtype,
+        grid_like(shape, chunk),
+        Op::InsertAxis(axis, Arc::clone(a)),
+    ))
 }
 
 pub(crate) fn rechunk(a: &NodeRef, chunks: &Chunks, target_bytes: u64) -> Result<NodeRef> {
@@ -200,19 +287,32 @@ pub(crate) fn reduce_dtype(op: ReduceOp, dt: DType) -> DType {
     }
 }
 
-pub(crate) fn reduce(a: &NodeRef, op: ReduceOp, axes: Option<&[usize]>, keepdims: bool, split_every: usize) -> Result<NodeRef> {
+pub(crate) fn reduce(
+    a: &NodeRef,
+    op: ReduceOp,
+    axes: Option<&[usize]>,
+    keepdims: bool,
+    split_every: usize,
+) -> Result<NodeRef> {
     let axes = normalize_axes(axes, a.ndim())?;
     if split_every < 2 {
-        return Err(Error::InvalidArgument(format!("split_every must be at least 2, got {split_every}")));
+        return Err(Error::InvalidArgument(format!(
+            "split_every must be at least 2, got {split_every}"
+        )));
     }
     if matches!(op, ReduceOp::Min | ReduceOp::Max) {
         if let Some(&ax) = axes.iter().find(|&&ax| a.shape()[ax] == 0) {
-            return Err(Error::InvalidShape { shape: a.shape().to_vec(), reason: format!("{} over the empty axis {ax} has no identity", op.name()) });
+            return Err(Error::InvalidShape {
+                shape: a.shape().to_vec(),
+                reason: format!("{} over the empty axis {ax} has no identity", op.name()),
+            });
         }
     }
     if let ReduceOp::Var { ddof } | ReduceOp::Std { ddof } = op {
         if !(ddof >= 0.0) {
-            return Err(Error::InvalidArgument(format!("ddof must be >= 0, got {ddof}")));
+            return Err(Error::InvalidArgument(format!(
+                "ddof must be >= 0, got {ddof}"
+            )));
         }
     }
     let mut shape = Vec::new();
@@ -228,6 +328,15 @@ pub(crate) fn reduce(a: &NodeRef, op: ReduceOp, axes: Option<&[usize]>, keepdims
             chunk.push(a.grid.chunk_shape()[k]);
         }
     }
-    let spec = ReduceSpec { op, axes, keepdims, split_every };
-    Ok(node(reduce_dtype(op, a.dtype), grid_like(shape, chunk), Op::Reduce(spec, Arc::clone(a))))
+    let spec = ReduceSpec {
+        op,
+        axes,
+        keepdims,
+        split_every,
+    };
+    Ok(node(
+        reduce_dtype(op, a.dtype),
+        grid_like(shape, chunk),
+        Op::Reduce(spec, Arc::clone(a)),
+    ))
 }

@@ -53,7 +53,14 @@ pub struct Node {
 
 impl fmt::Debug for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} {} {}", self.id, self.op.name(), self.dtype, self.grid)
+        write!(
+            f,
+            "{} {} {} {}",
+            self.id,
+            self.op.name(),
+            self.dtype,
+            self.grid
+        )
     }
 }
 
@@ -73,8 +80,22 @@ impl Node {
     /// The inputs of this node, in order.
     pub(crate) fn inputs(&self) -> Vec<&NodeRef> {
         match &self.op {
-            Op::Full(_) | Op::Arange { .. } | Op::FromFn(_) | Op::Random { .. } | Op::Memory(_) | Op::External(_) | Op::Stored(_) => vec![],
-            Op::Unary(_, a) | Op::BinaryScalar(_, a, _, _) | Op::Cast(a) | Op::Map(_, a) | Op::Transpose(_, a) | Op::Slice(_, a) | Op::InsertAxis(_, a) | Op::Rechunk(a) | Op::Reduce(_, a) => vec![a],
+            Op::Full(_)
+            | Op::Arange { .. }
+            | Op::FromFn(_)
+            | Op::Random { .. }
+            | Op::Memory(_)
+            | Op::External(_)
+            | Op::Stored(_) => vec![],
+            Op::Unary(_, a)
+            | Op::BinaryScalar(_, a, _, _)
+            | Op::Cast(a)
+            | Op::Map(_, a)
+            | Op::Transpose(_, a)
+            | Op::Slice(_, a)
+            | Op::InsertAxis(_, a)
+            | Op::Rechunk(a)
+            | Op::Reduce(_, a) => vec![a],
             Op::Binary(_, a, b) => vec![a, b],
             Op::Where(c, a, b) => vec![c, a, b],
             Op::Concat(_, xs) => xs.iter().collect(),
@@ -151,7 +172,10 @@ pub(crate) enum BinaryOp {
 
 impl BinaryOp {
     pub(crate) fn is_comparison(self) -> bool {
-        matches!(self, BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge | BinaryOp::Eq | BinaryOp::Ne)
+        matches!(
+            self,
+            BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge | BinaryOp::Eq | BinaryOp::Ne
+        )
     }
 
     pub(crate) fn symbol(self) -> &'static str {
@@ -268,7 +292,12 @@ impl Op {
 
 /// Creates a node.
 pub(crate) fn node(dtype: DType, grid: ChunkGrid, op: Op) -> NodeRef {
-    Arc::new(Node { id: NodeId::fresh(), dtype, grid, op })
+    Arc::new(Node {
+        id: NodeId::fresh(),
+        dtype,
+        grid,
+        op,
+    })
 }
 
 /// Broadcast shape of two shapes (numpy rules).
@@ -276,14 +305,26 @@ pub(crate) fn broadcast_shapes(op: &str, a: &[usize], b: &[usize]) -> Result<Vec
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for k in 0..n {
-        let da = if k + a.len() >= n { a[k + a.len() - n] } else { 1 };
-        let db = if k + b.len() >= n { b[k + b.len() - n] } else { 1 };
+        let da = if k + a.len() >= n {
+            a[k + a.len() - n]
+        } else {
+            1
+        };
+        let db = if k + b.len() >= n {
+            b[k + b.len() - n]
+        } else {
+            1
+        };
         out[k] = if da == db || db == 1 {
             da
         } else if da == 1 {
             db
         } else {
-            return Err(Error::BroadcastMismatch { op: op.to_string(), left: a.to_vec(), right: b.to_vec() });
+            return Err(Error::BroadcastMismatch {
+                op: op.to_string(),
+                left: a.to_vec(),
+                right: b.to_vec(),
+            });
         };
     }
     Ok(out)

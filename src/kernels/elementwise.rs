@@ -80,13 +80,25 @@ impl Arith for bool {
 /// NaN-propagating minimum (numpy's `minimum`).
 #[inline(always)]
 pub(crate) fn minimum<T: Arith>(a: T, b: T) -> T {
-    if T::is_nan(a) || a <= b { a } else if T::is_nan(b) || b < a { b } else { a }
+    if T::is_nan(a) || a <= b {
+        a
+    } else if T::is_nan(b) || b < a {
+        b
+    } else {
+        a
+    }
 }
 
 /// NaN-propagating maximum (numpy's `maximum`).
 #[inline(always)]
 pub(crate) fn maximum<T: Arith>(a: T, b: T) -> T {
-    if T::is_nan(a) || a >= b { a } else if T::is_nan(b) || b > a { b } else { a }
+    if T::is_nan(a) || a >= b {
+        a
+    } else if T::is_nan(b) || b > a {
+        b
+    } else {
+        a
+    }
 }
 
 /// Float functions.
@@ -179,24 +191,42 @@ fn cmp_fn<T: Arith>(op: BinaryOp) -> fn(T, T) -> bool {
     }
 }
 
-fn zip_same<T: Arith>(mut a: ArrayD<T>, mut b: ArrayD<T>, shape: &[usize], f: fn(T, T) -> T) -> ArrayD<T> {
+fn zip_same<T: Arith>(
+    mut a: ArrayD<T>,
+    mut b: ArrayD<T>,
+    shape: &[usize],
+    f: fn(T, T) -> T,
+) -> ArrayD<T> {
     if a.shape() == shape {
-        Zip::from(&mut a).and_broadcast(&b).for_each(|x, &y| *x = f(*x, y));
+        Zip::from(&mut a)
+            .and_broadcast(&b)
+            .for_each(|x, &y| *x = f(*x, y));
         a
     } else if b.shape() == shape {
-        Zip::from(&mut b).and_broadcast(&a).for_each(|y, &x| *y = f(x, *y));
+        Zip::from(&mut b)
+            .and_broadcast(&a)
+            .for_each(|y, &x| *y = f(x, *y));
         b
     } else {
         let sh = IxDyn(shape);
-        let av = a.broadcast(sh.clone()).expect("broadcast checked by the graph");
+        let av = a
+            .broadcast(sh.clone())
+            .expect("broadcast checked by the graph");
         let bv = b.broadcast(sh).expect("broadcast checked by the graph");
         Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y))
     }
 }
 
-fn zip_cmp<T: Arith>(a: &ArrayD<T>, b: &ArrayD<T>, shape: &[usize], f: fn(T, T) -> bool) -> ArrayD<bool> {
+fn zip_cmp<T: Arith>(
+    a: &ArrayD<T>,
+    b: &ArrayD<T>,
+    shape: &[usize],
+    f: fn(T, T) -> bool,
+) -> ArrayD<bool> {
     let sh = IxDyn(shape);
-    let av = a.broadcast(sh.clone()).expect("broadcast checked by the graph");
+    let av = a
+        .broadcast(sh.clone())
+        .expect("broadcast checked by the graph");
     let bv = b.broadcast(sh).expect("broadcast checked by the graph");
     Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y))
 }
@@ -204,12 +234,30 @@ fn zip_cmp<T: Arith>(a: &ArrayD<T>, b: &ArrayD<T>, shape: &[usize], f: fn(T, T) 
 macro_rules! same_dtype_arms {
     ($a:expr, $b:expr, $x:ident, $y:ident, $T:ident => $body:expr) => {
         match ($a, $b) {
-            (ChunkData::F64($x), ChunkData::F64($y)) => { type $T = f64; $body }
-            (ChunkData::F32($x), ChunkData::F32($y)) => { type $T = f32; $body }
-            (ChunkData::I64($x), ChunkData::I64($y)) => { type $T = i64; $body }
-            (ChunkData::I32($x), ChunkData::I32($y)) => { type $T = i32; $body }
-            (ChunkData::U8($x), ChunkData::U8($y)) => { type $T = u8; $body }
-            (ChunkData::Bool($x), ChunkData::Bool($y)) => { type $T = bool; $body }
+            (ChunkData::F64($x), ChunkData::F64($y)) => {
+                type $T = f64;
+                $body
+            }
+            (ChunkData::F32($x), ChunkData::F32($y)) => {
+                type $T = f32;
+                $body
+            }
+            (ChunkData::I64($x), ChunkData::I64($y)) => {
+                type $T = i64;
+                $body
+            }
+            (ChunkData::I32($x), ChunkData::I32($y)) => {
+                type $T = i32;
+                $body
+            }
+            (ChunkData::U8($x), ChunkData::U8($y)) => {
+                type $T = u8;
+                $body
+            }
+            (ChunkData::Bool($x), ChunkData::Bool($y)) => {
+                type $T = bool;
+                $body
+            }
             _ => unreachable!("operands were cast to one dtype"),
         }
     };
@@ -217,7 +265,13 @@ macro_rules! same_dtype_arms {
 
 /// Applies a binary operation to two blocks that broadcast to `shape`. `compute` is the dtype
 /// both are brought to; `out` the result dtype (bool for comparisons).
-pub(crate) fn binary(op: BinaryOp, a: ChunkData, b: ChunkData, shape: &[usize], compute: DType) -> ChunkData {
+pub(crate) fn binary(
+    op: BinaryOp,
+    a: ChunkData,
+    b: ChunkData,
+    shape: &[usize],
+    compute: DType,
+) -> ChunkData {
     let a = a.into_dtype(compute);
     let b = b.into_dtype(compute);
     if op.is_comparison() {
@@ -228,18 +282,32 @@ pub(crate) fn binary(op: BinaryOp, a: ChunkData, b: ChunkData, shape: &[usize], 
 }
 
 /// `array op scalar` (or `scalar op array` when `scalar_left`).
-pub(crate) fn binary_scalar(op: BinaryOp, a: ChunkData, s: Scalar, scalar_left: bool, compute: DType) -> ChunkData {
+pub(crate) fn binary_scalar(
+    op: BinaryOp,
+    a: ChunkData,
+    s: Scalar,
+    scalar_left: bool,
+    compute: DType,
+) -> ChunkData {
     let a = a.into_dtype(compute);
     macro_rules! go {
         ($x:ident, $T:ty) => {{
             let v: $T = s.to::<$T>();
             if op.is_comparison() {
                 let f = cmp_fn::<$T>(op);
-                ChunkData::Bool(if scalar_left { $x.mapv(|e| f(v, e)) } else { $x.mapv(|e| f(e, v)) })
+                ChunkData::Bool(if scalar_left {
+                    $x.mapv(|e| f(v, e))
+                } else {
+                    $x.mapv(|e| f(e, v))
+                })
             } else {
                 let f = arith_fn::<$T>(op);
                 let mut x = $x;
-                if scalar_left { x.mapv_inplace(|e| f(v, e)) } else { x.mapv_inplace(|e| f(e, v)) }
+                if scalar_left {
+                    x.mapv_inplace(|e| f(v, e))
+                } else {
+                    x.mapv_inplace(|e| f(e, v))
+                }
                 <$T as Element>::into_chunk(x)
             }
         }};
@@ -255,12 +323,22 @@ pub(crate) fn binary_scalar(op: BinaryOp, a: ChunkData, s: Scalar, scalar_left: 
 }
 
 /// `where(cond, a, b)` broadcast to `shape`, in dtype `out`.
-pub(crate) fn where_(c: ChunkData, a: ChunkData, b: ChunkData, shape: &[usize], out: DType) -> ChunkData {
-    let ChunkData::Bool(c) = c else { unreachable!("the graph checks that the condition is bool") };
+pub(crate) fn where_(
+    c: ChunkData,
+    a: ChunkData,
+    b: ChunkData,
+    shape: &[usize],
+    out: DType,
+) -> ChunkData {
+    let ChunkData::Bool(c) = c else {
+        unreachable!("the graph checks that the condition is bool")
+    };
     let a = a.into_dtype(out);
     let b = b.into_dtype(out);
     let sh = IxDyn(shape);
-    let cv = c.broadcast(sh.clone()).expect("broadcast checked by the graph");
+    let cv = c
+        .broadcast(sh.clone())
+        .expect("broadcast checked by the graph");
     same_dtype_arms!(a, b, x, y, T => {
         let xv = x.broadcast(sh.clone()).expect("broadcast checked by the graph");
         let yv = y.broadcast(sh.clone()).expect("broadcast checked by the graph");
@@ -270,7 +348,11 @@ pub(crate) fn where_(c: ChunkData, a: ChunkData, b: ChunkData, shape: &[usize], 
 
 /// The dtype both operands of a binary operation are computed in.
 pub(crate) fn compute_dtype(op: BinaryOp, l: DType, r: DType, out: DType) -> DType {
-    if op.is_comparison() { l.promote(r) } else { out }
+    if op.is_comparison() {
+        l.promote(r)
+    } else {
+        out
+    }
 }
 
 #[cfg(test)]
@@ -282,7 +364,13 @@ mod tests {
     fn broadcast_add_matches_ndarray() {
         let a = arr2(&[[1.0], [2.0]]).into_dyn();
         let b = arr2(&[[10.0, 20.0, 30.0]]).into_dyn();
-        let r = binary(BinaryOp::Add, a.clone().into(), b.clone().into(), &[2, 3], DType::F64);
+        let r = binary(
+            BinaryOp::Add,
+            a.clone().into(),
+            b.clone().into(),
+            &[2, 3],
+            DType::F64,
+        );
         assert_eq!(r, ChunkData::F64(&a + &b));
     }
 

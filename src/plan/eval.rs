@@ -100,7 +100,12 @@ pub(crate) fn tiles(region: &Region, target: usize) -> Vec<Region> {
 }
 
 /// Evaluates `node` over `region` (global coordinates).
-pub(crate) fn eval(node: &NodeRef, region: &Region, ctx: &EvalCtx, memo: &mut HashMap<(NodeId, Region), ChunkData>) -> Result<ChunkData> {
+pub(crate) fn eval(
+    node: &NodeRef,
+    region: &Region,
+    ctx: &EvalCtx,
+    memo: &mut HashMap<(NodeId, Region), ChunkData>,
+) -> Result<ChunkData> {
     if let Some(leaf) = ctx.leaves.get(&node.id) {
         return Ok(leaf.read(region, node.dtype));
     }
@@ -117,7 +122,12 @@ pub(crate) fn eval(node: &NodeRef, region: &Region, ctx: &EvalCtx, memo: &mut Ha
     Ok(v)
 }
 
-fn eval_op(node: &NodeRef, region: &Region, ctx: &EvalCtx, memo: &mut HashMap<(NodeId, Region), ChunkData>) -> Result<ChunkData> {
+fn eval_op(
+    node: &NodeRef,
+    region: &Region,
+    ctx: &EvalCtx,
+    memo: &mut HashMap<(NodeId, Region), ChunkData>,
+) -> Result<ChunkData> {
     let shape = region.shape();
     Ok(match &node.op {
         Op::Full(v) => ChunkData::full(node.dtype, shape, *v),
@@ -125,7 +135,9 @@ fn eval_op(node: &NodeRef, region: &Region, ctx: &EvalCtx, memo: &mut HashMap<(N
             let s0 = region.start().first().copied().unwrap_or(0);
             let last = node.shape().first().copied().unwrap_or(1).saturating_sub(1);
             match node.dtype {
-                DType::I64 => ChunkData::I64(ndarray::ArrayD::from_shape_fn(shape, |ix| *start as i64 + (s0 + ix[0]) as i64 * *step as i64)),
+                DType::I64 => ChunkData::I64(ndarray::ArrayD::from_shape_fn(shape, |ix| {
+                    *start as i64 + (s0 + ix[0]) as i64 * *step as i64
+                })),
                 dt => {
                     let a = ndarray::ArrayD::from_shape_fn(shape, |ix| {
                         let i = s0 + ix[0];
@@ -139,10 +151,15 @@ fn eval_op(node: &NodeRef, region: &Region, ctx: &EvalCtx, memo: &mut HashMap<(N
             }
         }
         Op::FromFn(f) => f.eval(region)?,
-        Op::Random { seed, normal } => random_block(*seed, *normal, node.shape(), region, node.dtype),
+        Op::Random { seed, normal } => {
+            random_block(*seed, *normal, node.shape(), region, node.dtype)
+        }
         Op::Memory(data) => {
             let whole = Region::whole(node.shape());
-            LeafData { pieces: vec![(whole, Arc::clone(data))] }.read(region, node.dtype)
+            LeafData {
+                pieces: vec![(whole, Arc::clone(data))],
+            }
+            .read(region, node.dtype)
         }
         Op::External(src) => src.read_region(region)?,
         Op::Stored(_) => unreachable!("stored chunks are always task leaves"),
@@ -159,7 +176,11 @@ fn eval_op(node: &NodeRef, region: &Region, ctx: &EvalCtx, memo: &mut HashMap<(N
         }
         Op::BinaryScalar(op, a, s, left) => {
             let x = eval(a, region, ctx, memo)?;
-            let compute = if op.is_comparison() { s.result_dtype_with(a.dtype) } else { node.dtype };
+            let compute = if op.is_comparison() {
+                s.result_dtype_with(a.dtype)
+            } else {
+                node.dtype
+            };
             elementwise::binary_scalar(*op, x, *s, *left, compute)
         }
         Op::Where(c, a, b) => {
@@ -215,7 +236,11 @@ pub(crate) fn remove_axis(region: &Region, axis: usize) -> Region {
 
 /// For each input of a concatenation overlapping `region`: its index, the region of it to read
 /// and where that lands relative to `region`.
-pub(crate) fn concat_parts(region: &Region, axis: usize, xs: &[NodeRef]) -> Vec<(usize, Region, Region)> {
+pub(crate) fn concat_parts(
+    region: &Region,
+    axis: usize,
+    xs: &[NodeRef],
+) -> Vec<(usize, Region, Region)> {
     let mut out = Vec::new();
     let mut offset = 0;
     let (lo, hi) = (region.start()[axis], region.end(axis));
@@ -224,7 +249,11 @@ pub(crate) fn concat_parts(region: &Region, axis: usize, xs: &[NodeRef]) -> Vec<
         let (s, e) = (lo.max(offset), hi.min(offset + len));
         if s < e {
             let local = region.with_axis(axis, s - offset, e - s);
-            let dst = Region::new(vec![0; region.ndim()], region.shape().to_vec()).with_axis(axis, s - lo, e - s);
+            let dst = Region::new(vec![0; region.ndim()], region.shape().to_vec()).with_axis(
+                axis,
+                s - lo,
+                e - s,
+            );
             out.push((i, local, dst));
         }
         offset += len;
@@ -247,7 +276,13 @@ fn unit(seed: u64, k: u64) -> f64 {
     ((splitmix(seed ^ splitmix(k)) >> 11) as f64) * (1.0 / (1u64 << 53) as f64)
 }
 
-fn random_block(seed: u64, normal: bool, full: &[usize], region: &Region, dtype: DType) -> ChunkData {
+fn random_block(
+    seed: u64,
+    normal: bool,
+    full: &[usize],
+    region: &Region,
+    dtype: DType,
+) -> ChunkData {
     let a = ndarray::ArrayD::from_shape_fn(region.shape(), |ix| {
         let mut k: u64 = 0;
         for (a, &n) in full.iter().enumerate() {
@@ -289,15 +324,23 @@ pub(crate) struct MapClosure<T, U, F> {
     pub(crate) _t: std::marker::PhantomData<fn(T) -> U>,
 }
 
-impl<T: Element, U: Element, F: Fn(T) -> U + Send + Sync> crate::graph::MapFn for MapClosure<T, U, F> {
+impl<T: Element, U: Element, F: Fn(T) -> U + Send + Sync> crate::graph::MapFn
+    for MapClosure<T, U, F>
+{
     fn apply(&self, input: ChunkData) -> Result<ChunkData> {
-        let a = T::from_chunk(input.into_dtype(T::DTYPE)).expect("cast to the closure's input dtype");
+        let a =
+            T::from_chunk(input.into_dtype(T::DTYPE)).expect("cast to the closure's input dtype");
         Ok(U::into_chunk(a.mapv(|v| (self.f)(v))))
     }
 }
 
 /// Evaluates a whole region of `node` tile by tile into one output block.
-pub(crate) fn eval_region_tiled(node: &NodeRef, region: &Region, ctx: &EvalCtx, tile_elems: usize) -> Result<ChunkData> {
+pub(crate) fn eval_region_tiled(
+    node: &NodeRef,
+    region: &Region,
+    ctx: &EvalCtx,
+    tile_elems: usize,
+) -> Result<ChunkData> {
     let ts = tiles(region, tile_elems);
     let mut memo = HashMap::new();
     if ts.len() == 1 {
@@ -321,10 +364,20 @@ mod tests {
 
     #[test]
     fn tiles_partition_the_region() {
-        for (shape, target) in [(vec![10, 7], 20), (vec![3, 4, 5], 7), (vec![100], 33), (vec![2, 3], 1000), (vec![5, 100], 30)] {
+        for (shape, target) in [
+            (vec![10, 7], 20),
+            (vec![3, 4, 5], 7),
+            (vec![100], 33),
+            (vec![2, 3], 1000),
+            (vec![5, 100], 30),
+        ] {
             let r = Region::new(vec![1; shape.len()], shape.clone());
             let ts = tiles(&r, target);
-            assert_eq!(ts.iter().map(|t| t.len()).sum::<usize>(), r.len(), "{shape:?}");
+            assert_eq!(
+                ts.iter().map(|t| t.len()).sum::<usize>(),
+                r.len(),
+                "{shape:?}"
+            );
             for t in &ts {
                 assert!(r.contains(t));
             }

@@ -127,8 +127,12 @@ struct Lowering {
 }
 
 fn bounding(a: &Region, b: &Region) -> Region {
-    let start: Vec<usize> = (0..a.ndim()).map(|k| a.start()[k].min(b.start()[k])).collect();
-    let shape = (0..a.ndim()).map(|k| a.end(k).max(b.end(k)) - start[k]).collect();
+    let start: Vec<usize> = (0..a.ndim())
+        .map(|k| a.start()[k].min(b.start()[k]))
+        .collect();
+    let shape = (0..a.ndim())
+        .map(|k| a.end(k).max(b.end(k)) - start[k])
+        .collect();
     Region::new(start, shape)
 }
 
@@ -142,7 +146,11 @@ impl Lowering {
     }
 
     fn tile_elems(&self) -> usize {
-        if self.opts.fuse { self.opts.tile_elems } else { usize::MAX }
+        if self.opts.fuse {
+            self.opts.tile_elems
+        } else {
+            usize::MAX
+        }
     }
 
     /// Finds what evaluating `root` over `region` needs. With `skip_root`, `root` itself is
@@ -154,7 +162,10 @@ impl Lowering {
         let mut names = Vec::new();
         let mut stack = vec![(Arc::clone(root), region.clone(), skip_root)];
         while let Some((n, r, is_root)) = stack.pop() {
-            let frontier = !is_root && (self.materialized(&n) || n.is_stored_source() || matches!(n.op, Op::External(_)));
+            let frontier = !is_root
+                && (self.materialized(&n)
+                    || n.is_stored_source()
+                    || matches!(n.op, Op::External(_)));
             if frontier {
                 match needed.iter_mut().find(|(m, _)| m.id == n.id) {
                     Some((_, have)) => *have = bounding(have, &r),
@@ -174,7 +185,11 @@ impl Lowering {
                 stack.push((Arc::clone(input), ir, false));
             }
         }
-        let shared = visits.iter().filter(|(_, c)| **c > 1).map(|(id, _)| *id).collect();
+        let shared = visits
+            .iter()
+            .filter(|(_, c)| **c > 1)
+            .map(|(id, _)| *id)
+            .collect();
         let mut inp = Inputs {
             deps: vec![],
             reads: vec![],
@@ -199,7 +214,8 @@ impl Lowering {
                     for idx in n.grid.chunks_overlapping(&r) {
                         let cr = n.grid.chunk_region(&idx);
                         let key = st.keys[n.grid.linear_index(&idx)];
-                        inp.reads.push((key, (cr.len() * n.dtype.size_bytes()) as u64));
+                        inp.reads
+                            .push((key, (cr.len() * n.dtype.size_bytes()) as u64));
                         inp.pieces.push((n.id, cr));
                     }
                 }
@@ -226,7 +242,13 @@ impl Lowering {
     }
 
     fn new_stage(&mut self, name: String, fused: Vec<String>) -> usize {
-        self.stages.push(StageInfo { name, fused, tasks: 0, max_task_bytes: 0, output_bytes: 0 });
+        self.stages.push(StageInfo {
+            name,
+            fused,
+            tasks: 0,
+            max_task_bytes: 0,
+            output_bytes: 0,
+        });
         self.stages.len() - 1
     }
 
@@ -241,16 +263,27 @@ impl Lowering {
 
     /// Tasks that evaluate `node` over every chunk of `grid`, each either returning the chunk
     /// (`sink == None`) or writing it to the sink.
-    fn eval_tasks(&mut self, node: &NodeRef, grid: &ChunkGrid, sink: Option<&Arc<dyn ChunkSink>>, keep: bool, stage_name: &str) -> Result<Vec<(TaskId, ChunkKey, u64)>> {
+    fn eval_tasks(
+        &mut self,
+        node: &NodeRef,
+        grid: &ChunkGrid,
+        sink: Option<&Arc<dyn ChunkSink>>,
+        keep: bool,
+        stage_name: &str,
+    ) -> Result<Vec<(TaskId, ChunkKey, u64)>> {
         let skip_root = self.materialized(node) && sink.is_none() && !keep;
         let mut stage = None;
         let mut out = Vec::new();
         for idx in grid.chunk_indices() {
             let region = grid.chunk_region(&idx);
             let inp = self.inputs(node, &region, skip_root)?;
-            let st = *stage.get_or_insert_with(|| self.new_stage(stage_name.to_string(), inp.fused_names.clone()));
+            let st = *stage.get_or_insert_with(|| {
+                self.new_stage(stage_name.to_string(), inp.fused_names.clone())
+            });
             let bytes = (region.len() * node.dtype.size_bytes()) as u64;
-            let working = self.scratch_bytes(&inp, &region) + inp.external_bytes + sink.map_or(0, |s| s.buffer_bytes_per_chunk());
+            let working = self.scratch_bytes(&inp, &region)
+                + inp.external_bytes
+                + sink.map_or(0, |s| s.buffer_bytes_per_chunk());
             let key = ChunkKey::fresh();
             let body = Arc::new(EvalBody {
                 node: Arc::clone(node),
@@ -293,20 +326,38 @@ impl Lowering {
                 self.eval_tasks(n, &n.grid.clone(), None, false, &name)?
             }
         };
-        self.produced.insert(n.id, Produced { grid: n.grid.clone(), chunks });
+        self.produced.insert(
+            n.id,
+            Produced {
+                grid: n.grid.clone(),
+                chunks,
+            },
+        );
         Ok(())
     }
 
-    fn reduce_tasks(&mut self, n: &NodeRef, spec: &crate::graph::ReduceSpec, x: &NodeRef) -> Result<Vec<(TaskId, ChunkKey, u64)>> {
+    fn reduce_tasks(
+        &mut self,
+        n: &NodeRef,
+        spec: &crate::graph::ReduceSpec,
+        x: &NodeRef,
+    ) -> Result<Vec<(TaskId, ChunkKey, u64)>> {
         let op = spec.op;
         let in_grid = x.grid.clone();
         // Output chunk index for an input chunk index.
         let out_index = |idx: &[usize]| -> Vec<usize> {
             (0..idx.len())
-                .filter_map(|k| if spec.axes.contains(&k) { spec.keepdims.then_some(0) } else { Some(idx[k]) })
+                .filter_map(|k| {
+                    if spec.axes.contains(&k) {
+                        spec.keepdims.then_some(0)
+                    } else {
+                        Some(idx[k])
+                    }
+                })
                 .collect()
         };
-        let mut groups: Vec<Vec<(Vec<usize>, Region)>> = vec![Vec::new(); n.grid.num_chunks().max(1)];
+        let mut groups: Vec<Vec<(Vec<usize>, Region)>> =
+            vec![Vec::new(); n.grid.num_chunks().max(1)];
         for idx in in_grid.chunk_indices() {
             let o = out_index(&idx);
             let lin = n.grid.linear_index(&o);
@@ -323,8 +374,13 @@ impl Lowering {
             let out_key = ChunkKey::fresh();
             if parts.is_empty() {
                 // Every reduced axis is empty: the result is the reduction's identity.
-                let st = *partial_stage.get_or_insert_with(|| self.new_stage(format!("{name} partial"), vec![]));
-                let body = Arc::new(EmptyReduceBody { op, dtype: n.dtype, shape: out_region.shape().to_vec() });
+                let st = *partial_stage
+                    .get_or_insert_with(|| self.new_stage(format!("{name} partial"), vec![]));
+                let body = Arc::new(EmptyReduceBody {
+                    op,
+                    dtype: n.dtype,
+                    shape: out_region.shape().to_vec(),
+                });
                 let id = self.push(TaskSpec {
                     label: format!("{name} empty {out_region}"),
                     stage: st,
@@ -343,13 +399,30 @@ impl Lowering {
             let mut level: Vec<(TaskId, ChunkKey, u64, f64)> = Vec::new();
             for (_, region) in &parts {
                 let inp = self.inputs(x, region, false)?;
-                let st = *partial_stage.get_or_insert_with(|| self.new_stage(format!("{name} partial"), inp.fused_names.clone()));
-                let acc_shape: Vec<usize> =
-                    region.shape().iter().enumerate().map(|(k, &m)| if spec.axes.contains(&k) { 1 } else { m }).collect();
-                let count: f64 = spec.axes.iter().map(|&a| region.shape()[a] as f64).product();
+                let st = *partial_stage.get_or_insert_with(|| {
+                    self.new_stage(format!("{name} partial"), inp.fused_names.clone())
+                });
+                let acc_shape: Vec<usize> = region
+                    .shape()
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &m)| if spec.axes.contains(&k) { 1 } else { m })
+                    .collect();
+                let count: f64 = spec
+                    .axes
+                    .iter()
+                    .map(|&a| region.shape()[a] as f64)
+                    .product();
                 let pbytes = reduce::partial_bytes(op, x.dtype, &acc_shape);
-                let (key, obytes, fin) =
-                    if single { (out_key, out_bytes, Some((n.dtype, out_region.shape().to_vec()))) } else { (ChunkKey::fresh(), pbytes, None) };
+                let (key, obytes, fin) = if single {
+                    (
+                        out_key,
+                        out_bytes,
+                        Some((n.dtype, out_region.shape().to_vec())),
+                    )
+                } else {
+                    (ChunkKey::fresh(), pbytes, None)
+                };
                 let working = self.scratch_bytes(&inp, region) + inp.external_bytes + pbytes;
                 let body = Arc::new(PartialBody {
                     node: Arc::clone(x),
@@ -385,15 +458,24 @@ impl Lowering {
                 let last = level.len() <= spec.split_every;
                 let mut next = Vec::new();
                 for group in level.chunks(spec.split_every) {
-                    let st = *combine_stage.get_or_insert_with(|| self.new_stage(format!("{name} combine"), vec![]));
+                    let st = *combine_stage
+                        .get_or_insert_with(|| self.new_stage(format!("{name} combine"), vec![]));
                     let counts: Vec<f64> = group.iter().map(|g| g.3).collect();
                     let total: f64 = counts.iter().sum();
                     let (key, obytes, fin) = if last {
-                        (out_key, out_bytes, Some((n.dtype, out_region.shape().to_vec())))
+                        (
+                            out_key,
+                            out_bytes,
+                            Some((n.dtype, out_region.shape().to_vec())),
+                        )
                     } else {
                         (ChunkKey::fresh(), group[0].2, None)
                     };
-                    let body = Arc::new(CombineBody { op, counts, finalize: fin });
+                    let body = Arc::new(CombineBody {
+                        op,
+                        counts,
+                        finalize: fin,
+                    });
                     let id = self.push(TaskSpec {
                         label: format!("{name} combine level {depth} {out_region}"),
                         stage: st,
@@ -432,9 +514,22 @@ fn unlinear(grid: &ChunkGrid, mut lin: usize) -> Vec<usize> {
 /// The regions of a node's inputs that evaluating `region` of it reads.
 pub(crate) fn input_regions<'a>(n: &'a NodeRef, region: &Region) -> Vec<(&'a NodeRef, Region)> {
     match &n.op {
-        Op::Full(_) | Op::Arange { .. } | Op::FromFn(_) | Op::Random { .. } | Op::Memory(_) | Op::External(_) | Op::Stored(_) => vec![],
-        Op::Unary(_, a) | Op::BinaryScalar(_, a, _, _) | Op::Cast(a) | Op::Map(_, a) | Op::Rechunk(a) => vec![(a, region.clone())],
-        Op::Binary(_, a, b) => vec![(a, broadcast_region(region, a.shape())), (b, broadcast_region(region, b.shape()))],
+        Op::Full(_)
+        | Op::Arange { .. }
+        | Op::FromFn(_)
+        | Op::Random { .. }
+        | Op::Memory(_)
+        | Op::External(_)
+        | Op::Stored(_) => vec![],
+        Op::Unary(_, a)
+        | Op::BinaryScalar(_, a, _, _)
+        | Op::Cast(a)
+        | Op::Map(_, a)
+        | Op::Rechunk(a) => vec![(a, region.clone())],
+        Op::Binary(_, a, b) => vec![
+            (a, broadcast_region(region, a.shape())),
+            (b, broadcast_region(region, b.shape())),
+        ],
         Op::Where(c, a, b) => vec![
             (c, broadcast_region(region, c.shape())),
             (a, broadcast_region(region, a.shape())),
@@ -443,20 +538,41 @@ pub(crate) fn input_regions<'a>(n: &'a NodeRef, region: &Region) -> Vec<(&'a Nod
         Op::Transpose(perm, a) => vec![(a, eval::transpose_region(region, perm))],
         Op::Slice(start, a) => vec![(a, region.translated(start))],
         Op::InsertAxis(axis, a) => vec![(a, eval::remove_axis(region, *axis))],
-        Op::Concat(axis, xs) => eval::concat_parts(region, *axis, xs).into_iter().map(|(i, local, _)| (&xs[i], local)).collect(),
+        Op::Concat(axis, xs) => eval::concat_parts(region, *axis, xs)
+            .into_iter()
+            .map(|(i, local, _)| (&xs[i], local))
+            .collect(),
         Op::Reduce(..) => unreachable!("a reduction is evaluated by its own tasks"),
     }
 }
 
-fn build_ctx(pieces: &[(NodeId, Region)], inputs: &[Arc<ChunkData>], externals: &[(NodeRef, Region)], shared: &HashSet<NodeId>) -> Result<EvalCtx> {
-    let mut ctx = EvalCtx { shared: shared.clone(), ..Default::default() };
+fn build_ctx(
+    pieces: &[(NodeId, Region)],
+    inputs: &[Arc<ChunkData>],
+    externals: &[(NodeRef, Region)],
+    shared: &HashSet<NodeId>,
+) -> Result<EvalCtx> {
+    let mut ctx = EvalCtx {
+        shared: shared.clone(),
+        ..Default::default()
+    };
     for ((id, r), d) in pieces.iter().zip(inputs) {
-        ctx.leaves.entry(*id).or_insert_with(LeafData::default).pieces.push((r.clone(), Arc::clone(d)));
+        ctx.leaves
+            .entry(*id)
+            .or_insert_with(LeafData::default)
+            .pieces
+            .push((r.clone(), Arc::clone(d)));
     }
     for (n, r) in externals {
-        let Op::External(src) = &n.op else { unreachable!("externals are external sources") };
+        let Op::External(src) = &n.op else {
+            unreachable!("externals are external sources")
+        };
         let data = src.read_region(r)?;
-        ctx.leaves.entry(n.id).or_insert_with(LeafData::default).pieces.push((r.clone(), Arc::new(data)));
+        ctx.leaves
+            .entry(n.id)
+            .or_insert_with(LeafData::default)
+            .pieces
+            .push((r.clone(), Arc::new(data)));
     }
     Ok(ctx)
 }
@@ -481,10 +597,15 @@ impl TaskBody for EvalBody {
         let ctx = build_ctx(&self.pieces, inputs, &self.externals, &self.shared)?;
         let data = if ctx.leaves.contains_key(&self.node.id) {
             // The node is itself stored (persisting a stored array or a reduction result).
-            ctx.leaves[&self.node.id].pieces.iter().find(|(r, _)| *r == self.region).map(|(_, d)| (**d).clone()).map_or_else(
-                || eval::eval(&self.node, &self.region, &ctx, &mut HashMap::new()),
-                Ok,
-            )?
+            ctx.leaves[&self.node.id]
+                .pieces
+                .iter()
+                .find(|(r, _)| *r == self.region)
+                .map(|(_, d)| (**d).clone())
+                .map_or_else(
+                    || eval::eval(&self.node, &self.region, &ctx, &mut HashMap::new()),
+                    Ok,
+                )?
         } else {
             eval::eval_region_tiled(&self.node, &self.region, &ctx, self.tile_elems)?
         };
@@ -539,10 +660,16 @@ struct CombineBody {
 
 impl TaskBody for CombineBody {
     fn run(&self, inputs: &[Arc<ChunkData>]) -> Result<Option<ChunkData>> {
-        let parts: Vec<(&ChunkData, f64)> = inputs.iter().map(|a| &**a).zip(self.counts.iter().copied()).collect();
+        let parts: Vec<(&ChunkData, f64)> = inputs
+            .iter()
+            .map(|a| &**a)
+            .zip(self.counts.iter().copied())
+            .collect();
         let merged = reduce::merge(self.op, &parts);
         Ok(Some(match &self.finalize {
-            Some((dt, shape)) => reduce::finalize(self.op, merged, self.counts.iter().sum(), *dt, shape),
+            Some((dt, shape)) => {
+                reduce::finalize(self.op, merged, self.counts.iter().sum(), *dt, shape)
+            }
             None => merged,
         }))
     }
@@ -569,7 +696,12 @@ impl TaskBody for EmptyReduceBody {
 /// # Errors
 /// [`Error::TaskExceedsBudget`] when one task cannot fit the memory limit.
 pub(crate) fn lower(targets: &[Target], opts: PlanOptions) -> Result<Lowered> {
-    let mut lw = Lowering { opts, tasks: vec![], produced: HashMap::new(), stages: vec![] };
+    let mut lw = Lowering {
+        opts,
+        tasks: vec![],
+        produced: HashMap::new(),
+        stages: vec![],
+    };
     let mut sinks = Vec::new();
     let mut kept = Vec::new();
     let mut roots = Vec::new();
@@ -590,7 +722,15 @@ pub(crate) fn lower(targets: &[Target], opts: PlanOptions) -> Result<Lowered> {
     }
     let priority = order::depth_first(&lw.tasks, &roots);
     let projected_peak_bytes = order::projected_peak(&lw.tasks, &priority, opts.threads);
-    let lowered = Lowered { tasks: lw.tasks, priority, stages: lw.stages, sinks, kept, projected_peak_bytes, options: opts };
+    let lowered = Lowered {
+        tasks: lw.tasks,
+        priority,
+        stages: lw.stages,
+        sinks,
+        kept,
+        projected_peak_bytes,
+        options: opts,
+    };
     lowered.check_fits()?;
     Ok(lowered)
 }
@@ -656,7 +796,11 @@ pub(crate) fn human(b: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 { format!("{b} B") } else { format!("{v:.1} {}", U[i]) }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
 }
 
 #[doc(hidden)]

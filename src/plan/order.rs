@@ -66,7 +66,9 @@ pub(crate) fn projected_peak(tasks: &[TaskSpec], prio: &[usize], threads: usize)
         if let Some(k) = spec.output {
             live += spec.output_bytes;
             match last_use.get(&k) {
-                Some(&p) if !spec.keep_output => *release_at.entry(p).or_default() += spec.output_bytes,
+                Some(&p) if !spec.keep_output => {
+                    *release_at.entry(p).or_default() += spec.output_bytes
+                }
                 _ if spec.keep_output => {}
                 _ => *release_at.entry(prio[t]).or_default() += spec.output_bytes,
             }
@@ -75,7 +77,14 @@ pub(crate) fn projected_peak(tasks: &[TaskSpec], prio: &[usize], threads: usize)
             live -= b.min(live);
         }
     }
-    let mut sizes: Vec<u64> = tasks.iter().map(|t| t.output_bytes + t.working_bytes).collect();
+    let mut sizes: Vec<u64> = tasks
+        .iter()
+        .map(|t| t.output_bytes + t.working_bytes)
+        .collect();
     sizes.sort_unstable_by(|a, b| b.cmp(a));
-    peak + sizes.iter().skip(1).take(threads.saturating_sub(1)).sum::<u64>()
+    peak + sizes
+        .iter()
+        .skip(1)
+        .take(threads.saturating_sub(1))
+        .sum::<u64>()
 }

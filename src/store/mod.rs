@@ -124,7 +124,11 @@ impl StoreStats {
     /// Uncompressed over compressed bytes of everything that went into the compressed tier
     /// (1.0 when nothing did).
     pub fn compression_ratio(&self) -> f64 {
-        if self.compressed_bytes == 0 { 1.0 } else { self.bytes_compressed as f64 / self.compressed_bytes as f64 }
+        if self.compressed_bytes == 0 {
+            1.0
+        } else {
+            self.bytes_compressed as f64 / self.compressed_bytes as f64
+        }
     }
 }
 
@@ -163,7 +167,14 @@ impl ChunkStore {
     /// # Errors
     /// [`Error::Io`] when the spill folder cannot be created.
     pub fn new(budget: MemoryBudget, config: StoreConfig) -> Result<ChunkStore> {
-        Ok(ChunkStore { budget, config, inner: Mutex::new(Inner { hot: LruCache::unbounded(), stats: StoreStats::default() }) })
+        Ok(ChunkStore {
+            budget,
+            config,
+            inner: Mutex::new(Inner {
+                hot: LruCache::unbounded(),
+                stats: StoreStats::default(),
+            }),
+        })
     }
 }
 
@@ -205,14 +216,26 @@ impl ChunkStore {
     ///
     /// # Errors
     /// [`Error::BudgetExhausted`] when the reservation is smaller than the chunk.
-    pub fn put_reserved(&self, key: ChunkKey, chunk: Arc<ChunkData>, mut reservation: Reservation) -> Result<()> {
+    pub fn put_reserved(
+        &self,
+        key: ChunkKey,
+        chunk: Arc<ChunkData>,
+        mut reservation: Reservation,
+    ) -> Result<()> {
         let bytes = chunk.nbytes();
         if reservation.bytes() < bytes {
             reservation.try_grow(bytes - reservation.bytes())?;
         }
         reservation.shrink(reservation.bytes() - bytes);
         let mut inner = self.lock();
-        if let Some(old) = inner.hot.put(key, HotEntry { chunk, _reservation: reservation, pins: 0 }) {
+        if let Some(old) = inner.hot.put(
+            key,
+            HotEntry {
+                chunk,
+                _reservation: reservation,
+                pins: 0,
+            },
+        ) {
             inner.stats.hot_bytes -= old.chunk.nbytes();
             inner.stats.hot_chunks -= 1;
         }
@@ -228,7 +251,11 @@ impl ChunkStore {
     /// [`Error::MissingChunk`] when the key is not stored.
     pub fn get(&self, key: ChunkKey) -> Result<Arc<ChunkData>> {
         let mut inner = self.lock();
-        inner.hot.get(&key).map(|e| Arc::clone(&e.chunk)).ok_or(Error::MissingChunk(key.0))
+        inner
+            .hot
+            .get(&key)
+            .map(|e| Arc::clone(&e.chunk))
+            .ok_or(Error::MissingChunk(key.0))
     }
 
     /// The chunk under `key`, without changing its recency.
@@ -237,7 +264,11 @@ impl ChunkStore {
     /// [`Error::MissingChunk`] when the key is not stored.
     pub fn peek(&self, key: ChunkKey) -> Result<Arc<ChunkData>> {
         let inner = self.lock();
-        inner.hot.peek(&key).map(|e| Arc::clone(&e.chunk)).ok_or(Error::MissingChunk(key.0))
+        inner
+            .hot
+            .peek(&key)
+            .map(|e| Arc::clone(&e.chunk))
+            .ok_or(Error::MissingChunk(key.0))
     }
 
     /// Where the chunk under `key` lives, if it is stored.
@@ -296,7 +327,11 @@ impl ChunkStore {
     ///
     /// # Errors
     /// I/O errors of the lower tiers.
-    pub fn demote_with(&self, _bytes: u64, _next_use: &dyn Fn(ChunkKey) -> Option<u64>) -> Result<u64> {
+    pub fn demote_with(
+        &self,
+        _bytes: u64,
+        _next_use: &dyn Fn(ChunkKey) -> Option<u64>,
+    ) -> Result<u64> {
         Ok(0)
     }
 
