@@ -188,7 +188,7 @@ impl ChunkData {
             return self.clone();
         }
         dispatch_chunk!(self, a, S => {
-            dispatch_dtype!(dtype, T => T::into_chunk(a.mapv(|v| cast_elem::<S, T>(v))))
+            dispatch_dtype!(dtype, T => T::into_chunk(a.mapv(cast_elem::<S, T>)))
         })
     }
 

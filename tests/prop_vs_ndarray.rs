@@ -2,6 +2,8 @@
 //! the same expression on plain ndarray (exact for element-wise work, within a tight relative
 //! tolerance for floating reductions), with fusion on and off.
 
+#![allow(clippy::single_range_in_vec_init)] // `slice` takes one range per axis
+
 use ndarray::{ArrayD, Axis, Dimension, IxDyn};
 use proptest::prelude::*;
 use spillway::{Array, Session};

@@ -194,13 +194,13 @@ impl SessionBuilder {
                 reason: format!("zstd levels are -7..=22, got {level}"),
             });
         }
-        if let Some(d) = &self.spill_dir {
-            if !d.is_dir() {
-                return Err(Error::InvalidConfig {
-                    setting: "spill_dir",
-                    reason: format!("{} is not an existing folder", d.display()),
-                });
-            }
+        if let Some(d) = &self.spill_dir
+            && !d.is_dir()
+        {
+            return Err(Error::InvalidConfig {
+                setting: "spill_dir",
+                reason: format!("{} is not an existing folder", d.display()),
+            });
         }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)

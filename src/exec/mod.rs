@@ -97,8 +97,8 @@ pub(crate) fn execute(
     let mut finished = vec![false; n];
 
     let mut ready: BinaryHeap<Reverse<(usize, TaskId)>> = BinaryHeap::new();
-    for i in 0..n {
-        if waiting[i] == 0 {
+    for (i, w) in waiting.iter().enumerate() {
+        if *w == 0 {
             ready.push(Reverse((plan.priority[i], i)));
         }
     }
@@ -267,7 +267,7 @@ pub(crate) fn execute(
         peak_reserved = peak_reserved.max(budget.reserved_bytes());
     }
     // Outputs of this plan that are still stored and not kept (after a failure) are dropped.
-    if failure.is_some() {
+    if let Some(failure) = failure {
         for t in tasks {
             if let Some(k) = t.output {
                 store.remove(k);
@@ -276,7 +276,7 @@ pub(crate) fn execute(
         for s in &plan.sinks {
             s.abort();
         }
-        return Err(failure.expect("checked above"));
+        return Err(failure);
     }
     for s in &plan.sinks {
         if let Err(e) = s.finish() {

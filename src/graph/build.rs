@@ -300,20 +300,20 @@ pub(crate) fn reduce(
             "split_every must be at least 2, got {split_every}"
         )));
     }
-    if matches!(op, ReduceOp::Min | ReduceOp::Max) {
-        if let Some(&ax) = axes.iter().find(|&&ax| a.shape()[ax] == 0) {
-            return Err(Error::InvalidShape {
-                shape: a.shape().to_vec(),
-                reason: format!("{} over the empty axis {ax} has no identity", op.name()),
-            });
-        }
+    if matches!(op, ReduceOp::Min | ReduceOp::Max)
+        && let Some(&ax) = axes.iter().find(|&&ax| a.shape()[ax] == 0)
+    {
+        return Err(Error::InvalidShape {
+            shape: a.shape().to_vec(),
+            reason: format!("{} over the empty axis {ax} has no identity", op.name()),
+        });
     }
-    if let ReduceOp::Var { ddof } | ReduceOp::Std { ddof } = op {
-        if !(ddof >= 0.0) {
-            return Err(Error::InvalidArgument(format!(
-                "ddof must be >= 0, got {ddof}"
-            )));
-        }
+    if let ReduceOp::Var { ddof } | ReduceOp::Std { ddof } = op
+        && (ddof.is_nan() || ddof < 0.0)
+    {
+        return Err(Error::InvalidArgument(format!(
+            "ddof must be >= 0, got {ddof}"
+        )));
     }
     let mut shape = Vec::new();
     let mut chunk = Vec::new();

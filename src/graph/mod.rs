@@ -77,36 +77,6 @@ impl Node {
         self.shape().iter().product::<usize>() as u64 * self.dtype.size_bytes() as u64
     }
 
-    /// The inputs of this node, in order.
-    pub(crate) fn inputs(&self) -> Vec<&NodeRef> {
-        match &self.op {
-            Op::Full(_)
-            | Op::Arange { .. }
-            | Op::FromFn(_)
-            | Op::Random { .. }
-            | Op::Memory(_)
-            | Op::External(_)
-            | Op::Stored(_) => vec![],
-            Op::Unary(_, a)
-            | Op::BinaryScalar(_, a, _, _)
-            | Op::Cast(a)
-            | Op::Map(_, a)
-            | Op::Transpose(_, a)
-            | Op::Slice(_, a)
-            | Op::InsertAxis(_, a)
-            | Op::Rechunk(a)
-            | Op::Reduce(_, a) => vec![a],
-            Op::Binary(_, a, b) => vec![a, b],
-            Op::Where(c, a, b) => vec![c, a, b],
-            Op::Concat(_, xs) => xs.iter().collect(),
-        }
-    }
-
-    /// Whether the node's values are produced by tasks and kept in the store (a stage boundary).
-    pub(crate) fn is_reduction(&self) -> bool {
-        matches!(self.op, Op::Reduce(..))
-    }
-
     /// Whether tasks read this node's data from stored chunks or an external source.
     pub(crate) fn is_stored_source(&self) -> bool {
         matches!(self.op, Op::External(_) | Op::Stored(_))

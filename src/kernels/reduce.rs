@@ -75,6 +75,7 @@ fn into_f64(x: ChunkData) -> ArrayD<f64> {
     }
 }
 
+#[allow(clippy::large_enum_variant)] // one accumulator per task; boxing buys nothing
 enum AccData {
     SumF(ArrayD<f64>),
     SumI(ArrayD<i64>),

@@ -17,9 +17,6 @@ use crate::graph::{NodeId, NodeRef, Op, broadcast_region};
 use crate::grid::Region;
 use crate::kernels::elementwise;
 
-/// Default number of elements in a tile (256 KiB of f64).
-pub(crate) const TILE_ELEMS: usize = 32 * 1024;
-
 /// Data of one leaf available to a task: pieces of the leaf (global regions with their data).
 #[derive(Default, Clone)]
 pub(crate) struct LeafData {
@@ -110,10 +107,8 @@ pub(crate) fn eval(
         return Ok(leaf.read(region, node.dtype));
     }
     let shared = ctx.shared.contains(&node.id);
-    if shared {
-        if let Some(v) = memo.get(&(node.id, region.clone())) {
-            return Ok(v.clone());
-        }
+    if shared && let Some(v) = memo.get(&(node.id, region.clone())) {
+        return Ok(v.clone());
     }
     let v = eval_op(node, region, ctx, memo)?;
     if shared {

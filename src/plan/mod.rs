@@ -29,7 +29,7 @@ use crate::store::ChunkKey;
 pub(crate) mod eval;
 pub(crate) mod order;
 
-use eval::{EvalCtx, LeafData, TILE_ELEMS};
+use eval::EvalCtx;
 
 /// Index of a task in a plan.
 pub(crate) type TaskId = usize;
@@ -559,7 +559,7 @@ fn build_ctx(
     for ((id, r), d) in pieces.iter().zip(inputs) {
         ctx.leaves
             .entry(*id)
-            .or_insert_with(LeafData::default)
+            .or_default()
             .pieces
             .push((r.clone(), Arc::clone(d)));
     }
@@ -570,7 +570,7 @@ fn build_ctx(
         let data = src.read_region(r)?;
         ctx.leaves
             .entry(n.id)
-            .or_insert_with(LeafData::default)
+            .or_default()
             .pieces
             .push((r.clone(), Arc::new(data)));
     }
@@ -802,6 +802,3 @@ pub(crate) fn human(b: u64) -> String {
         format!("{v:.1} {}", U[i])
     }
 }
-
-#[doc(hidden)]
-pub const _TILE: usize = TILE_ELEMS;
