@@ -1,5 +1,7 @@
 //! Every user mistake gets a typed error, and the session stays usable afterwards.
 
+#![allow(clippy::single_range_in_vec_init)] // `slice` takes one range per axis
+
 use spillway::{Array, ChunkDim, Chunks, DType, Error, ReduceOptions, Reduction, Session};
 
 fn session() -> Session {

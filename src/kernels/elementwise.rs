@@ -165,30 +165,70 @@ pub(crate) fn unary(op: UnaryOp, x: ChunkData, out: DType) -> ChunkData {
     }
 }
 
-#[inline(always)]
-fn arith_fn<T: Arith>(op: BinaryOp) -> fn(T, T) -> T {
-    match op {
-        BinaryOp::Add => T::add,
-        BinaryOp::Sub => T::sub,
-        BinaryOp::Mul => T::mul,
-        BinaryOp::Div => T::div,
-        BinaryOp::Minimum => minimum::<T>,
-        BinaryOp::Maximum => maximum::<T>,
-        _ => unreachable!("comparison dispatched as arithmetic"),
-    }
+/// Runs `$body` with `$f` bound to the function item of an arithmetic op, so each loop is
+/// monomorphised and inlined (a function pointer per element costs more than the op).
+macro_rules! with_arith {
+    ($op:expr, $T:ty, $f:ident => $body:expr) => {
+        match $op {
+            BinaryOp::Add => {
+                let $f = <$T as Arith>::add;
+                $body
+            }
+            BinaryOp::Sub => {
+                let $f = <$T as Arith>::sub;
+                $body
+            }
+            BinaryOp::Mul => {
+                let $f = <$T as Arith>::mul;
+                $body
+            }
+            BinaryOp::Div => {
+                let $f = <$T as Arith>::div;
+                $body
+            }
+            BinaryOp::Minimum => {
+                let $f = minimum::<$T>;
+                $body
+            }
+            BinaryOp::Maximum => {
+                let $f = maximum::<$T>;
+                $body
+            }
+            _ => unreachable!("comparison dispatched as arithmetic"),
+        }
+    };
 }
 
-#[inline(always)]
-fn cmp_fn<T: Arith>(op: BinaryOp) -> fn(T, T) -> bool {
-    match op {
-        BinaryOp::Lt => |a, b| a < b,
-        BinaryOp::Le => |a, b| a <= b,
-        BinaryOp::Gt => |a, b| a > b,
-        BinaryOp::Ge => |a, b| a >= b,
-        BinaryOp::Eq => |a, b| a == b,
-        BinaryOp::Ne => |a, b| a != b,
-        _ => unreachable!("arithmetic dispatched as comparison"),
-    }
+macro_rules! with_cmp {
+    ($op:expr, $T:ty, $f:ident => $body:expr) => {
+        match $op {
+            BinaryOp::Lt => {
+                let $f = |a: $T, b: $T| a < b;
+                $body
+            }
+            BinaryOp::Le => {
+                let $f = |a: $T, b: $T| a <= b;
+                $body
+            }
+            BinaryOp::Gt => {
+                let $f = |a: $T, b: $T| a > b;
+                $body
+            }
+            BinaryOp::Ge => {
+                let $f = |a: $T, b: $T| a >= b;
+                $body
+            }
+            BinaryOp::Eq => {
+                let $f = |a: $T, b: $T| a == b;
+                $body
+            }
+            BinaryOp::Ne => {
+                let $f = |a: $T, b: $T| a != b;
+                $body
+            }
+            _ => unreachable!("arithmetic dispatched as comparison"),
+        }
+    };
 }
 
 fn zip_same<T: Arith>(
@@ -275,9 +315,9 @@ pub(crate) fn binary(
     let a = a.into_dtype(compute);
     let b = b.into_dtype(compute);
     if op.is_comparison() {
-        same_dtype_arms!(a, b, x, y, T => ChunkData::Bool(zip_cmp::<T>(&x, &y, shape, cmp_fn::<T>(op))))
+        same_dtype_arms!(a, b, x, y, T => with_cmp!(op, T, f => ChunkData::Bool(zip_cmp(&x, &y, shape, f))))
     } else {
-        same_dtype_arms!(a, b, x, y, T => T::into_chunk(zip_same::<T>(x, y, shape, arith_fn::<T>(op))))
+        same_dtype_arms!(a, b, x, y, T => with_arith!(op, T, f => T::into_chunk(zip_same(x, y, shape, f))))
     }
 }
 
@@ -294,20 +334,18 @@ pub(crate) fn binary_scalar(
         ($x:ident, $T:ty) => {{
             let v: $T = s.to::<$T>();
             if op.is_comparison() {
-                let f = cmp_fn::<$T>(op);
-                ChunkData::Bool(if scalar_left {
+                with_cmp!(op, $T, f => ChunkData::Bool(if scalar_left {
                     $x.mapv(|e| f(v, e))
                 } else {
                     $x.mapv(|e| f(e, v))
-                })
+                }))
             } else {
-                let f = arith_fn::<$T>(op);
                 let mut x = $x;
-                if scalar_left {
+                with_arith!(op, $T, f => if scalar_left {
                     x.mapv_inplace(|e| f(v, e))
                 } else {
                     x.mapv_inplace(|e| f(e, v))
-                }
+                });
                 <$T as Element>::into_chunk(x)
             }
         }};

@@ -128,20 +128,24 @@ fn eval_op(
         Op::Full(v) => ChunkData::full(node.dtype, shape, *v),
         Op::Arange { start, step, end } => {
             let s0 = region.start().first().copied().unwrap_or(0);
+            let n = shape.first().copied().unwrap_or(1);
             let last = node.shape().first().copied().unwrap_or(1).saturating_sub(1);
+            let dims = ndarray::IxDyn(shape);
             match node.dtype {
-                DType::I64 => ChunkData::I64(ndarray::ArrayD::from_shape_fn(shape, |ix| {
-                    *start as i64 + (s0 + ix[0]) as i64 * *step as i64
-                })),
+                DType::I64 => {
+                    let (a, d) = (*start as i64, *step as i64);
+                    let v: Vec<i64> = (s0..s0 + n).map(|i| a + i as i64 * d).collect();
+                    ChunkData::I64(ndarray::ArrayD::from_shape_vec(dims, v).expect("1-d arange"))
+                }
                 dt => {
-                    let a = ndarray::ArrayD::from_shape_fn(shape, |ix| {
-                        let i = s0 + ix[0];
-                        match end {
+                    let v: Vec<f64> = (s0..s0 + n)
+                        .map(|i| match end {
                             Some(e) if i == last => *e,
                             _ => *start + i as f64 * *step,
-                        }
-                    });
-                    ChunkData::F64(a).into_dtype(dt)
+                        })
+                        .collect();
+                    ChunkData::F64(ndarray::ArrayD::from_shape_vec(dims, v).expect("1-d arange"))
+                        .into_dtype(dt)
                 }
             }
         }
