@@ -38,8 +38,8 @@ pub enum Event {
     Done(String),
     /// Stored chunks were demoted to free bytes.
     Demote(u64),
-    /// A chunk was released after its last use.
-    Release(u64),
+    /// The output of the named task was released after its last use.
+    Release(String),
 }
 
 /// Figures of one run.
@@ -95,6 +95,11 @@ pub(crate) fn execute(
         .filter_map(|t| t.output)
         .collect();
     let mut finished = vec![false; n];
+    let producer: HashMap<ChunkKey, String> = if log.is_some() {
+        tasks.iter().filter_map(|t| t.output.map(|k| (k, t.label.clone()))).collect()
+    } else {
+        HashMap::new()
+    };
 
     let mut ready: BinaryHeap<Reverse<(usize, TaskId)>> = BinaryHeap::new();
     for (i, w) in waiting.iter().enumerate() {
@@ -247,7 +252,7 @@ pub(crate) fn execute(
                         if *c == 0 && produced.contains(k) {
                             store.remove(*k);
                             if let Some(l) = log.as_deref_mut() {
-                                l.push(Event::Release(k.0));
+                                l.push(Event::Release(producer.get(k).cloned().unwrap_or_default()));
                             }
                         }
                     }
@@ -289,4 +294,59 @@ pub(crate) fn execute(
     stats.wall_s = started.elapsed().as_secs_f64();
     stats.peak_reserved_bytes = peak_reserved;
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Session;
+    use crate::plan::{PlanOptions, Target, lower};
+
+    /// The order of runs, demotions and releases for a small reduction, as a snapshot: each
+    /// partial's output is released by the combine that reads it, and combine groups finish
+    /// before the next group's partials start (depth first).
+    #[test]
+    fn event_log_of_a_small_reduction() {
+        let s = Session::builder().memory_limit("16MiB").threads(1).build().unwrap();
+        let x = s.ones::<f64>(&[6, 2], [1, 2]).unwrap();
+        let y = x.reduce(crate::Reduction::Sum, 0, crate::ReduceOptions { keepdims: false, split_every: 3 }).unwrap();
+        let sink: Arc<dyn crate::io::ChunkSink> = Arc::new(crate::api::array::MemorySink::new(y.node.grid.clone(), y.dtype()));
+        let opts = PlanOptions { fuse: true, tile_elems: 1024, threads: 1, limit_bytes: 16 << 20 };
+        let plan = lower(&[Target::Sink(Arc::clone(&y.node), sink)], opts).unwrap();
+        let mut log = Vec::new();
+        execute(&plan, &s.inner.store, &s.inner.pool, Some(&mut log)).unwrap();
+        let text: Vec<String> = log
+            .iter()
+            .filter(|e| !matches!(e, Event::Done(_)))
+            .map(|e| match e {
+                Event::Run(l) => format!("run {l}"),
+                Event::Release(l) => format!("release {l}"),
+                Event::Demote(b) => format!("demote {b}"),
+                Event::Done(_) => unreachable!(),
+            })
+            .collect();
+        let expect = [
+            "run sum(axes=[0]) partial [0..1, 0..2]",
+            "run sum(axes=[0]) partial [1..2, 0..2]",
+            "run sum(axes=[0]) partial [2..3, 0..2]",
+            "run sum(axes=[0]) combine level 0 [0..2]",
+            "release sum(axes=[0]) partial [0..1, 0..2]",
+            "release sum(axes=[0]) partial [1..2, 0..2]",
+            "release sum(axes=[0]) partial [2..3, 0..2]",
+            "run sum(axes=[0]) partial [3..4, 0..2]",
+            "run sum(axes=[0]) partial [4..5, 0..2]",
+            "run sum(axes=[0]) partial [5..6, 0..2]",
+            "run sum(axes=[0]) combine level 0 [0..2]",
+            "release sum(axes=[0]) partial [3..4, 0..2]",
+            "release sum(axes=[0]) partial [4..5, 0..2]",
+            "release sum(axes=[0]) partial [5..6, 0..2]",
+            "run sum(axes=[0]) combine level 1 [0..2]",
+            "release sum(axes=[0]) combine level 0 [0..2]",
+            "release sum(axes=[0]) combine level 0 [0..2]",
+            "run write memory [0..2]",
+            "release sum(axes=[0]) combine level 1 [0..2]",
+        ];
+        assert_eq!(text, expect, "{text:#?}");
+        assert_eq!(s.budget().reserved_bytes(), 0, "everything released");
+    }
 }
