@@ -6,6 +6,8 @@
 //! any order and from several threads, and makes the output complete only in
 //! [`ChunkSink::finish`].
 
+pub mod parquet;
+
 use crate::chunk::ChunkData;
 use crate::dtype::DType;
 use crate::error::Result;
