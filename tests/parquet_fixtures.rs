@@ -47,11 +47,17 @@ fn assert_column(chunk: &ChunkData, values: &[Value], what: &str) {
             assert_eq!(a.iter().copied().collect::<Vec<_>>(), want, "{what}");
         }
         ChunkData::U8(a) => {
-            let want: Vec<u8> = values.iter().map(|v| u8::try_from(v.as_u64().unwrap()).unwrap()).collect();
+            let want: Vec<u8> = values
+                .iter()
+                .map(|v| u8::try_from(v.as_u64().unwrap()).unwrap())
+                .collect();
             assert_eq!(a.iter().copied().collect::<Vec<_>>(), want, "{what}");
         }
         ChunkData::I32(a) => {
-            let want: Vec<i32> = values.iter().map(|v| i32::try_from(v.as_i64().unwrap()).unwrap()).collect();
+            let want: Vec<i32> = values
+                .iter()
+                .map(|v| i32::try_from(v.as_i64().unwrap()).unwrap())
+                .collect();
             assert_eq!(a.iter().copied().collect::<Vec<_>>(), want, "{what}");
         }
         ChunkData::I64(a) => {
@@ -61,7 +67,10 @@ fn assert_column(chunk: &ChunkData, values: &[Value], what: &str) {
         ChunkData::F32(a) => {
             for (i, (&got, want)) in a.iter().zip(values).enumerate() {
                 let want = as_f64(want);
-                assert_eq!(want as f32 as f64, want, "{what}: expected value {i} is not an f32");
+                assert_eq!(
+                    want as f32 as f64, want,
+                    "{what}: expected value {i} is not an f32"
+                );
                 assert!(same(f64::from(got), want), "{what}[{i}]: {got} != {want}");
             }
         }
@@ -78,7 +87,10 @@ fn arr(v: &Value) -> &[Value] {
 }
 
 fn row_groups(exp: &Value, file: &str) -> Vec<usize> {
-    arr(&exp[file]["row_groups"]).iter().map(|v| v.as_u64().unwrap() as usize).collect()
+    arr(&exp[file]["row_groups"])
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect()
 }
 
 const ALL_DTYPES: [(&str, DType); 6] = [
@@ -100,7 +112,11 @@ fn every_dtype_and_codec_reads_exactly() {
             let src = ParquetSource::open(dir().join(&file), Some(&[name])).unwrap();
             assert_eq!(src.dtype(), dtype, "{file}:{name}");
             assert_eq!(src.grid().shape(), &[23]);
-            assert_eq!(src.grid().chunk_shape(), &[8], "chunks follow the first row group");
+            assert_eq!(
+                src.grid().chunk_shape(),
+                &[8],
+                "chunks follow the first row group"
+            );
             assert_eq!(src.row_group_rows(), row_groups(&exp, &file));
             let values = arr(&column(&exp, &file, name)["values"]);
             let all = src.read_region(&Region::whole(&[23])).unwrap();
@@ -113,7 +129,11 @@ fn every_dtype_and_codec_reads_exactly() {
                 let r = src.grid().chunk_region(&idx);
                 let c = src.read_region(&r).unwrap();
                 let s = r.start()[0];
-                assert_column(&c, &values[s..s + r.shape()[0]], &format!("{file}:{name} chunk {idx:?}"));
+                assert_column(
+                    &c,
+                    &values[s..s + r.shape()[0]],
+                    &format!("{file}:{name} chunk {idx:?}"),
+                );
             }
         }
     }
@@ -124,11 +144,20 @@ fn all_columns_form_a_promoted_2d_array() {
     let exp = expected();
     let file = "all_dtypes_zstd.parquet";
     let src = ParquetSource::open(dir().join(file), None).unwrap();
-    assert_eq!(src.column_names(), vec!["b", "u8", "i32", "i64", "f32", "f64"]);
+    assert_eq!(
+        src.column_names(),
+        vec!["b", "u8", "i32", "i64", "f32", "f64"]
+    );
     assert_eq!(src.grid().shape(), &[23, 6]);
     assert_eq!(src.grid().chunk_shape(), &[8, 6]);
-    assert_eq!(src.dtype(), DType::F64, "bool..i64 with f32 and f64 promote to f64");
-    let got = src.read_region(&Region::new(vec![6, 1], vec![11, 4])).unwrap();
+    assert_eq!(
+        src.dtype(),
+        DType::F64,
+        "bool..i64 with f32 and f64 promote to f64"
+    );
+    let got = src
+        .read_region(&Region::new(vec![6, 1], vec![11, 4]))
+        .unwrap();
     assert_eq!(got.shape(), &[11, 4]);
     let got = got.to_f64_vec();
     for r in 0..11 {
@@ -140,7 +169,9 @@ fn all_columns_form_a_promoted_2d_array() {
     // Columns in the order asked, including a repeat.
     let src = ParquetSource::open(dir().join(file), Some(&["i64", "i32", "i64"])).unwrap();
     assert_eq!(src.dtype(), DType::I64);
-    let ChunkData::I64(a) = src.read_region(&Region::whole(&[23, 3])).unwrap() else { panic!("i64") };
+    let ChunkData::I64(a) = src.read_region(&Region::whole(&[23, 3])).unwrap() else {
+        panic!("i64")
+    };
     let i64s = arr(&column(&exp, file, "i64")["values"]);
     let i32s = arr(&column(&exp, file, "i32")["values"]);
     for r in 0..23 {
@@ -157,18 +188,30 @@ fn unequal_row_groups_read_any_row_range() {
     let src = ParquetSource::open(dir().join(file), None).unwrap();
     assert_eq!(src.row_group_rows(), vec![5, 10, 1, 7]);
     assert_eq!(src.grid().chunk_shape(), &[5, 2]);
-    let xs: Vec<f64> = arr(&column(&exp, file, "x")["values"]).iter().map(as_f64).collect();
-    let ys: Vec<f64> = arr(&column(&exp, file, "y")["values"]).iter().map(as_f64).collect();
+    let xs: Vec<f64> = arr(&column(&exp, file, "x")["values"])
+        .iter()
+        .map(as_f64)
+        .collect();
+    let ys: Vec<f64> = arr(&column(&exp, file, "y")["values"])
+        .iter()
+        .map(as_f64)
+        .collect();
     assert!(xs[3].is_nan() && xs[4] == f64::INFINITY && xs[6].to_bits() == (-0.0f64).to_bits());
     for r0 in 0..=23 {
         for r1 in r0..=23 {
             for (c0, nc) in [(0, 2), (0, 1), (1, 1)] {
-                let got = src.read_region(&Region::new(vec![r0, c0], vec![r1 - r0, nc])).unwrap().to_f64_vec();
+                let got = src
+                    .read_region(&Region::new(vec![r0, c0], vec![r1 - r0, nc]))
+                    .unwrap()
+                    .to_f64_vec();
                 assert_eq!(got.len(), (r1 - r0) * nc);
                 for r in r0..r1 {
                     for c in 0..nc {
                         let want = if c0 + c == 0 { xs[r] } else { ys[r] };
-                        assert!(same(got[(r - r0) * nc + c], want), "rows {r0}..{r1} cols {c0}+{nc}: row {r}");
+                        assert!(
+                            same(got[(r - r0) * nc + c], want),
+                            "rows {r0}..{r1} cols {c0}+{nc}: row {r}"
+                        );
                     }
                 }
             }
@@ -182,19 +225,41 @@ fn string_columns_are_skipped_or_refused() {
     let file = "mixed_with_string.parquet";
     let src = ParquetSource::open(dir().join(file), None).unwrap();
     assert_eq!(src.column_names(), vec!["count", "ratio"]);
-    assert_eq!(src.dtype(), DType::F64, "int32 with float32 promotes to float64");
-    let got = src.read_region(&Region::whole(&[23, 2])).unwrap().to_f64_vec();
+    assert_eq!(
+        src.dtype(),
+        DType::F64,
+        "int32 with float32 promotes to float64"
+    );
+    let got = src
+        .read_region(&Region::whole(&[23, 2]))
+        .unwrap()
+        .to_f64_vec();
     for r in 0..23 {
-        assert_eq!(got[2 * r], as_f64(&arr(&column(&exp, file, "count")["values"])[r]));
-        assert_eq!(got[2 * r + 1], as_f64(&arr(&column(&exp, file, "ratio")["values"])[r]));
+        assert_eq!(
+            got[2 * r],
+            as_f64(&arr(&column(&exp, file, "count")["values"])[r])
+        );
+        assert_eq!(
+            got[2 * r + 1],
+            as_f64(&arr(&column(&exp, file, "ratio")["values"])[r])
+        );
     }
     let count = ParquetSource::open(dir().join(file), Some(&["count"])).unwrap();
     assert_eq!(count.dtype(), DType::I32);
-    assert_column(&count.read_region(&Region::whole(&[23])).unwrap(), arr(&column(&exp, file, "count")["values"]), "count");
+    assert_column(
+        &count.read_region(&Region::whole(&[23])).unwrap(),
+        arr(&column(&exp, file, "count")["values"]),
+        "count",
+    );
 
     let err = ParquetSource::open(dir().join(file), Some(&["count", "label"])).unwrap_err();
     match err {
-        Error::ParquetColumnType { column, arrow_type, path, .. } => {
+        Error::ParquetColumnType {
+            column,
+            arrow_type,
+            path,
+            ..
+        } => {
             assert_eq!(column, "label");
             assert_eq!(arrow_type, "Utf8");
             assert!(path.ends_with(file));
@@ -207,7 +272,13 @@ fn string_columns_are_skipped_or_refused() {
 fn narrow_and_unsigned_types_widen_losslessly() {
     let exp = expected();
     let file = "widening.parquet";
-    for (name, dtype) in [("i8", DType::I32), ("i16", DType::I32), ("u16", DType::I32), ("u32", DType::I64), ("f16", DType::F32)] {
+    for (name, dtype) in [
+        ("i8", DType::I32),
+        ("i16", DType::I32),
+        ("u16", DType::I32),
+        ("u32", DType::I64),
+        ("f16", DType::F32),
+    ] {
         let src = ParquetSource::open(dir().join(file), Some(&[name])).unwrap();
         assert_eq!(src.dtype(), dtype, "{name}");
         let got = src.read_region(&Region::whole(&[23])).unwrap();
@@ -222,7 +293,9 @@ fn narrow_and_unsigned_types_widen_losslessly() {
 
     for cols in [Some(&["u64"][..]), None] {
         match ParquetSource::open(dir().join(file), cols).unwrap_err() {
-            Error::ParquetColumnType { column, arrow_type, .. } => {
+            Error::ParquetColumnType {
+                column, arrow_type, ..
+            } => {
                 assert_eq!(column, "u64");
                 assert_eq!(arrow_type, "UInt64");
             }
@@ -233,7 +306,9 @@ fn narrow_and_unsigned_types_widen_losslessly() {
 
 fn expect_nulls(err: Error, col: &str, count: u64) {
     match err {
-        Error::ParquetNulls { column, null_count, .. } => {
+        Error::ParquetNulls {
+            column, null_count, ..
+        } => {
             assert_eq!(column, col);
             assert_eq!(null_count, count);
         }
@@ -248,34 +323,67 @@ fn nulls_are_an_error_or_filled_explicitly() {
     assert_eq!(column(&exp, file, "has_nulls")["null_count"], 5);
     assert_eq!(column(&exp, file, "int_nulls")["null_count"], 2);
     let path = dir().join(file);
-    expect_nulls(ParquetSource::open(&path, Some(&["has_nulls"])).unwrap_err(), "has_nulls", 5);
-    expect_nulls(ParquetSource::open(&path, Some(&["int_nulls"])).unwrap_err(), "int_nulls", 2);
-    expect_nulls(ParquetSource::open(&path, None).unwrap_err(), "has_nulls", 5);
+    expect_nulls(
+        ParquetSource::open(&path, Some(&["has_nulls"])).unwrap_err(),
+        "has_nulls",
+        5,
+    );
+    expect_nulls(
+        ParquetSource::open(&path, Some(&["int_nulls"])).unwrap_err(),
+        "int_nulls",
+        2,
+    );
+    expect_nulls(
+        ParquetSource::open(&path, None).unwrap_err(),
+        "has_nulls",
+        5,
+    );
 
     // Declared nullable but without nulls: fine.
     let ok = ParquetSource::open(&path, Some(&["no_nulls"])).unwrap();
-    assert_column(&ok.read_region(&Region::whole(&[23])).unwrap(), arr(&column(&exp, file, "no_nulls")["values"]), "no_nulls");
+    assert_column(
+        &ok.read_region(&Region::whole(&[23])).unwrap(),
+        arr(&column(&exp, file, "no_nulls")["values"]),
+        "no_nulls",
+    );
 
     // An explicit fill value replaces exactly the nulls.
-    let opts = ParquetReadOptions { fill_nulls: Some(f64::NAN) };
+    let opts = ParquetReadOptions {
+        fill_nulls: Some(f64::NAN),
+    };
     let src = ParquetSource::open_with(&path, Some(&["has_nulls"]), &opts).unwrap();
     let got = src.read_region(&Region::whole(&[23])).unwrap().to_f64_vec();
-    for (r, v) in arr(&column(&exp, file, "has_nulls")["values"]).iter().enumerate() {
+    for (r, v) in arr(&column(&exp, file, "has_nulls")["values"])
+        .iter()
+        .enumerate()
+    {
         if v.is_null() {
             assert!(got[r].is_nan(), "row {r}");
         } else {
             assert_eq!(got[r], as_f64(v), "row {r}");
         }
     }
-    let opts = ParquetReadOptions { fill_nulls: Some(-1.0) };
+    let opts = ParquetReadOptions {
+        fill_nulls: Some(-1.0),
+    };
     let src = ParquetSource::open_with(&path, Some(&["int_nulls"]), &opts).unwrap();
-    let ChunkData::I64(a) = src.read_region(&Region::new(vec![0], vec![23])).unwrap() else { panic!("i64") };
-    for (r, v) in arr(&column(&exp, file, "int_nulls")["values"]).iter().enumerate() {
+    let ChunkData::I64(a) = src.read_region(&Region::new(vec![0], vec![23])).unwrap() else {
+        panic!("i64")
+    };
+    for (r, v) in arr(&column(&exp, file, "int_nulls")["values"])
+        .iter()
+        .enumerate()
+    {
         assert_eq!(a[r], v.as_i64().unwrap_or(-1), "row {r}");
     }
     // NaN cannot stand in for an integer null: it would become 0.
-    let opts = ParquetReadOptions { fill_nulls: Some(f64::NAN) };
-    assert!(matches!(ParquetSource::open_with(&path, Some(&["int_nulls"]), &opts), Err(Error::InvalidArgument(_))));
+    let opts = ParquetReadOptions {
+        fill_nulls: Some(f64::NAN),
+    };
+    assert!(matches!(
+        ParquetSource::open_with(&path, Some(&["int_nulls"]), &opts),
+        Err(Error::InvalidArgument(_))
+    ));
 }
 
 #[test]
@@ -284,10 +392,23 @@ fn nulls_without_statistics_are_found_when_read() {
     // Without null counts in the footer the open succeeds ...
     let src = ParquetSource::open(&path, Some(&["has_nulls"])).unwrap();
     // ... rows without nulls read fine (row 1 is the first null) ...
-    assert_eq!(src.read_region(&Region::new(vec![0], vec![1])).unwrap().to_f64_vec(), vec![0.0]);
+    assert_eq!(
+        src.read_region(&Region::new(vec![0], vec![1]))
+            .unwrap()
+            .to_f64_vec(),
+        vec![0.0]
+    );
     // ... and a range holding nulls is refused, with the count in the range.
-    expect_nulls(src.read_region(&Region::new(vec![0], vec![7])).unwrap_err(), "has_nulls", 2);
-    expect_nulls(src.read_region(&Region::whole(&[23])).unwrap_err(), "has_nulls", 5);
+    expect_nulls(
+        src.read_region(&Region::new(vec![0], vec![7])).unwrap_err(),
+        "has_nulls",
+        2,
+    );
+    expect_nulls(
+        src.read_region(&Region::whole(&[23])).unwrap_err(),
+        "has_nulls",
+        5,
+    );
 }
 
 #[test]
@@ -299,10 +420,20 @@ fn one_named_column_is_1d_all_columns_are_2d() {
     let one_d = ParquetSource::open(dir().join(file), Some(&["v"])).unwrap();
     assert_eq!(one_d.grid().shape(), &[10]);
     assert_eq!(one_d.dtype(), DType::I64);
-    assert_column(&one_d.read_region(&Region::whole(&[10])).unwrap(), arr(&column(&exp, file, "v")["values"]), "v");
+    assert_column(
+        &one_d.read_region(&Region::whole(&[10])).unwrap(),
+        arr(&column(&exp, file, "v")["values"]),
+        "v",
+    );
     assert_eq!(
-        two_d.read_region(&Region::whole(&[10, 1])).unwrap().to_f64_vec(),
-        one_d.read_region(&Region::whole(&[10])).unwrap().to_f64_vec()
+        two_d
+            .read_region(&Region::whole(&[10, 1]))
+            .unwrap()
+            .to_f64_vec(),
+        one_d
+            .read_region(&Region::whole(&[10]))
+            .unwrap()
+            .to_f64_vec()
     );
 }
 
@@ -321,8 +452,15 @@ fn bad_input_gives_typed_errors() {
         Error::Parquet { path, .. } => assert_eq!(path, not_parquet),
         other => panic!("expected Parquet, got {other:?}"),
     }
-    match ParquetSource::open(dir().join("all_dtypes_zstd.parquet"), Some(&["f64", "nope"])).unwrap_err() {
-        Error::ParquetColumnNotFound { column, available, .. } => {
+    match ParquetSource::open(
+        dir().join("all_dtypes_zstd.parquet"),
+        Some(&["f64", "nope"]),
+    )
+    .unwrap_err()
+    {
+        Error::ParquetColumnNotFound {
+            column, available, ..
+        } => {
             assert_eq!(column, "nope");
             assert_eq!(available, vec!["b", "u8", "i32", "i64", "f32", "f64"]);
         }
@@ -333,9 +471,23 @@ fn bad_input_gives_typed_errors() {
         Err(Error::InvalidArgument(_))
     ));
     let src = ParquetSource::open(dir().join("all_dtypes_zstd.parquet"), None).unwrap();
-    assert!(matches!(src.read_region(&Region::new(vec![20, 0], vec![4, 6])), Err(Error::InvalidRange { axis: 0, .. })));
-    assert!(matches!(src.read_region(&Region::new(vec![0, 5], vec![1, 2])), Err(Error::InvalidRange { axis: 1, .. })));
-    assert!(matches!(src.read_region(&Region::new(vec![0], vec![1])), Err(Error::ShapeMismatch { .. })));
+    assert!(matches!(
+        src.read_region(&Region::new(vec![20, 0], vec![4, 6])),
+        Err(Error::InvalidRange { axis: 0, .. })
+    ));
+    assert!(matches!(
+        src.read_region(&Region::new(vec![0, 5], vec![1, 2])),
+        Err(Error::InvalidRange { axis: 1, .. })
+    ));
+    assert!(matches!(
+        src.read_region(&Region::new(vec![0], vec![1])),
+        Err(Error::ShapeMismatch { .. })
+    ));
     // An empty region reads nothing and is fine.
-    assert_eq!(src.read_region(&Region::new(vec![3, 0], vec![0, 6])).unwrap().shape(), &[0, 6]);
+    assert_eq!(
+        src.read_region(&Region::new(vec![3, 0], vec![0, 6]))
+            .unwrap()
+            .shape(),
+        &[0, 6]
+    );
 }

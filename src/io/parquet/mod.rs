@@ -69,5 +69,8 @@ use crate::error::Error;
 
 /// Wraps an arrow-rs Parquet error with the file's path.
 fn parquet_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Parquet { path: path.to_path_buf(), message: e.to_string() }
+    Error::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }

@@ -6,15 +6,16 @@ use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Float16Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,
-    UInt32Type,
+    Float16Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type,
+    UInt16Type, UInt32Type,
 };
 use arrow_array::{Array, ArrowPrimitiveType};
 use arrow_schema::DataType;
 use ndarray::{ArrayD, IxDyn};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelector,
 };
 
 use super::parquet_err;
@@ -101,8 +102,10 @@ fn readable_dtype(t: &DataType) -> std::result::Result<DType, &'static str> {
         DataType::Float16 | DataType::Float32 => DType::F32,
         DataType::Float64 => DType::F64,
         DataType::UInt64 => {
-            return Err("uint64 values above i64::MAX have no lossless spillway dtype; write the \
-                        column as int64 (or float64) instead");
+            return Err(
+                "uint64 values above i64::MAX have no lossless spillway dtype; write the \
+                        column as int64 (or float64) instead",
+            );
         }
         _ => return Err("not a numeric column (spillway reads bool, integer and float columns)"),
     })
@@ -155,8 +158,8 @@ impl ParquetSource {
     ) -> Result<ParquetSource> {
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let metadata =
-            ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| parquet_err(&path, e))?;
+        let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+            .map_err(|e| parquet_err(&path, e))?;
         let schema = metadata.schema();
         let fields = schema.fields();
 
@@ -176,29 +179,40 @@ impl ParquetSource {
                     )));
                 }
                 for &name in names {
-                    let root = fields.iter().position(|f| f.name() == name).ok_or_else(|| {
-                        Error::ParquetColumnNotFound {
+                    let root = fields
+                        .iter()
+                        .position(|f| f.name() == name)
+                        .ok_or_else(|| Error::ParquetColumnNotFound {
                             path: path.clone(),
                             column: name.to_string(),
                             available: fields.iter().map(|f| f.name().clone()).collect(),
-                        }
-                    })?;
+                        })?;
                     selected.push(root);
                 }
             }
-            None => selected.extend((0..fields.len()).filter(|&i| is_numeric(fields[i].data_type()))),
+            None => {
+                selected.extend((0..fields.len()).filter(|&i| is_numeric(fields[i].data_type())))
+            }
         }
         if selected.is_empty() {
-            return Err(parquet_err(&path, "the file has no numeric (bool, integer or float) column"));
+            return Err(parquet_err(
+                &path,
+                "the file has no numeric (bool, integer or float) column",
+            ));
         }
 
         let mut cols = Vec::with_capacity(selected.len());
         let mut dtype: Option<DType> = None;
         for root in selected {
             let field = &fields[root];
-            let d = readable_dtype(field.data_type()).map_err(|r| type_error(field.name(), field.data_type(), r))?;
+            let d = readable_dtype(field.data_type())
+                .map_err(|r| type_error(field.name(), field.data_type(), r))?;
             dtype = Some(dtype.map_or(d, |acc| acc.promote(d)));
-            cols.push(SourceColumn { name: field.name().clone(), root, arrow_type: field.data_type().clone() });
+            cols.push(SourceColumn {
+                name: field.name().clone(),
+                root,
+                arrow_type: field.data_type().clone(),
+            });
         }
         let dtype = dtype.expect("at least one column");
 
@@ -213,10 +227,14 @@ impl ParquetSource {
         let mut total = 0usize;
         for rg in md.row_groups() {
             row_group_starts.push(total);
-            total += usize::try_from(rg.num_rows()).map_err(|_| parquet_err(&path, "negative row count"))?;
+            total += usize::try_from(rg.num_rows())
+                .map_err(|_| parquet_err(&path, "negative row count"))?;
         }
         row_group_starts.push(total);
-        let chunk_rows = md.row_groups().first().map_or(1, |rg| (rg.num_rows() as usize).max(1));
+        let chunk_rows = md
+            .row_groups()
+            .first()
+            .map_or(1, |rg| (rg.num_rows() as usize).max(1));
 
         let one_d = matches!(columns, Some(names) if names.len() == 1);
         let grid = if one_d {
@@ -224,7 +242,16 @@ impl ParquetSource {
         } else {
             ChunkGrid::new(vec![total, cols.len()], vec![chunk_rows, cols.len()])?
         };
-        Ok(ParquetSource { path, metadata, grid, dtype, one_d, columns: cols, row_group_starts, fill_nulls: options.fill_nulls })
+        Ok(ParquetSource {
+            path,
+            metadata,
+            grid,
+            dtype,
+            one_d,
+            columns: cols,
+            row_group_starts,
+            fill_nulls: options.fill_nulls,
+        })
     }
 
     /// The file.
@@ -239,12 +266,18 @@ impl ParquetSource {
 
     /// The number of rows in each row group of the file.
     pub fn row_group_rows(&self) -> Vec<usize> {
-        self.row_group_starts.windows(2).map(|w| w[1] - w[0]).collect()
+        self.row_group_starts
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .collect()
     }
 
     /// The total number of rows.
     pub fn num_rows(&self) -> usize {
-        *self.row_group_starts.last().expect("starts end with the total")
+        *self
+            .row_group_starts
+            .last()
+            .expect("starts end with the total")
     }
 
     fn check_region(&self, region: &Region) -> Result<()> {
@@ -257,7 +290,12 @@ impl ParquetSource {
         }
         for (axis, &len) in self.grid.shape().iter().enumerate() {
             if region.end(axis) > len {
-                return Err(Error::InvalidRange { axis, start: region.start()[axis], end: region.end(axis), len });
+                return Err(Error::InvalidRange {
+                    axis,
+                    start: region.start()[axis],
+                    end: region.end(axis),
+                    len,
+                });
             }
         }
         Ok(())
@@ -271,19 +309,27 @@ fn check_fill(v: f64, dtype: DType) -> Result<()> {
         DType::F64 => true,
         DType::F32 => v.is_nan() || v.is_infinite() || v.abs() <= f32::MAX as f64,
         // 2^63 itself would saturate to i64::MAX and still compare equal as f64.
-        DType::I64 => v.is_finite() && v.fract() == 0.0 && (-(2f64.powi(63))..2f64.powi(63)).contains(&v),
+        DType::I64 => {
+            v.is_finite() && v.fract() == 0.0 && (-(2f64.powi(63))..2f64.powi(63)).contains(&v)
+        }
         _ => crate::dispatch_dtype!(dtype, T => v.is_finite() && T::from_f64(v).to_f64() == v),
     };
     if exact {
         Ok(())
     } else {
-        Err(Error::InvalidArgument(format!("the null fill value {v} cannot be stored exactly as {dtype}")))
+        Err(Error::InvalidArgument(format!(
+            "the null fill value {v} cannot be stored exactly as {dtype}"
+        )))
     }
 }
 
 /// Uses the row groups' null counts (pyarrow and arrow-rs write them) to refuse columns
 /// with nulls before any data is read.
-fn check_nulls_from_statistics(path: &Path, metadata: &ArrowReaderMetadata, cols: &[SourceColumn]) -> Result<()> {
+fn check_nulls_from_statistics(
+    path: &Path,
+    metadata: &ArrowReaderMetadata,
+    cols: &[SourceColumn],
+) -> Result<()> {
     let schema = metadata.schema();
     let descr = metadata.parquet_schema();
     for col in cols {
@@ -291,17 +337,27 @@ fn check_nulls_from_statistics(path: &Path, metadata: &ArrowReaderMetadata, cols
             continue;
         }
         // A numeric top-level column is a single leaf; find it.
-        let Some(leaf) = (0..descr.num_columns()).find(|&l| descr.get_column_root_idx(l) == col.root) else {
+        let Some(leaf) =
+            (0..descr.num_columns()).find(|&l| descr.get_column_root_idx(l) == col.root)
+        else {
             continue;
         };
         let nulls: u64 = metadata
             .metadata()
             .row_groups()
             .iter()
-            .filter_map(|rg| rg.column(leaf).statistics().and_then(|s| s.null_count_opt()))
+            .filter_map(|rg| {
+                rg.column(leaf)
+                    .statistics()
+                    .and_then(|s| s.null_count_opt())
+            })
             .sum();
         if nulls > 0 {
-            return Err(Error::ParquetNulls { path: path.to_path_buf(), column: col.name.clone(), null_count: nulls });
+            return Err(Error::ParquetNulls {
+                path: path.to_path_buf(),
+                column: col.name.clone(),
+                null_count: nulls,
+            });
         }
     }
     Ok(())
@@ -322,7 +378,11 @@ impl ChunkSource for ParquetSource {
     fn read_region(&self, region: &Region) -> Result<ChunkData> {
         self.check_region(region)?;
         let (r0, nrows) = (region.start()[0], region.shape()[0]);
-        let (c0, ncols) = if self.one_d { (0, 1) } else { (region.start()[1], region.shape()[1]) };
+        let (c0, ncols) = if self.one_d {
+            (0, 1)
+        } else {
+            (region.start()[1], region.shape()[1])
+        };
         crate::dispatch_dtype!(self.dtype, T => {
             let mut out = vec![T::default(); nrows * ncols];
             if nrows > 0 && ncols > 0 {
@@ -341,18 +401,27 @@ impl ChunkSource for ParquetSource {
 
 impl ParquetSource {
     /// Decodes rows `r0..r0+nrows` of `cols` into `out` (row-major, `cols.len()` per row).
-    fn read_into<T: Element>(&self, r0: usize, nrows: usize, cols: &[SourceColumn], out: &mut [T]) -> Result<()> {
+    fn read_into<T: Element>(
+        &self,
+        r0: usize,
+        nrows: usize,
+        cols: &[SourceColumn],
+        out: &mut [T],
+    ) -> Result<()> {
         let r1 = r0 + nrows;
         let groups: Vec<usize> = (0..self.row_group_starts.len() - 1)
             .filter(|&g| self.row_group_starts[g] < r1 && self.row_group_starts[g + 1] > r0)
             .collect();
         let first = self.row_group_starts[groups[0]];
         let last_end = self.row_group_starts[groups[groups.len() - 1] + 1];
-        let selectors: Vec<RowSelector> =
-            [RowSelector::skip(r0 - first), RowSelector::select(nrows), RowSelector::skip(last_end - r1)]
-                .into_iter()
-                .filter(|s| s.row_count > 0)
-                .collect();
+        let selectors: Vec<RowSelector> = [
+            RowSelector::skip(r0 - first),
+            RowSelector::select(nrows),
+            RowSelector::skip(last_end - r1),
+        ]
+        .into_iter()
+        .filter(|s| s.row_count > 0)
+        .collect();
 
         // The projection yields the selected roots in file order, once each.
         let mut roots: Vec<usize> = cols.iter().map(|c| c.root).collect();
@@ -360,13 +429,14 @@ impl ParquetSource {
         roots.dedup();
         let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
         let mask = ProjectionMask::roots(self.metadata.parquet_schema(), roots.iter().copied());
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone())
-            .with_row_groups(groups)
-            .with_projection(mask)
-            .with_row_selection(RowSelection::from(selectors))
-            .with_batch_size(nrows.clamp(1, 64 * 1024))
-            .build()
-            .map_err(|e| parquet_err(&self.path, e))?;
+        let reader =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone())
+                .with_row_groups(groups)
+                .with_projection(mask)
+                .with_row_selection(RowSelection::from(selectors))
+                .with_batch_size(nrows.clamp(1, 64 * 1024))
+                .build()
+                .map_err(|e| parquet_err(&self.path, e))?;
 
         let ncols = cols.len();
         let mut row = 0usize;
@@ -374,7 +444,10 @@ impl ParquetSource {
             let batch = batch.map_err(|e| parquet_err(&self.path, e))?;
             let n = batch.num_rows();
             if row + n > nrows {
-                return Err(parquet_err(&self.path, format!("read {} rows where {nrows} were asked", row + n)));
+                return Err(parquet_err(
+                    &self.path,
+                    format!("read {} rows where {nrows} were asked", row + n),
+                ));
             }
             for (j, col) in cols.iter().enumerate() {
                 let pos = roots.binary_search(&col.root).expect("projected");
@@ -385,7 +458,10 @@ impl ParquetSource {
             row += n;
         }
         if row != nrows {
-            return Err(parquet_err(&self.path, format!("read {row} rows where {nrows} were asked")));
+            return Err(parquet_err(
+                &self.path,
+                format!("read {row} rows where {nrows} were asked"),
+            ));
         }
         Ok(())
     }
@@ -405,7 +481,11 @@ fn copy_column<T: Element>(
         (0, _) => None,
         (_, Some(v)) => Some(T::from_f64(v)),
         (n, None) => {
-            return Err(Error::ParquetNulls { path: path.to_path_buf(), column: col.name.clone(), null_count: n as u64 });
+            return Err(Error::ParquetNulls {
+                path: path.to_path_buf(),
+                column: col.name.clone(),
+                null_count: n as u64,
+            });
         }
     };
     let is_null = |r: usize| fill.is_some() && array.is_null(r);
@@ -420,7 +500,11 @@ fn copy_column<T: Element>(
     ) {
         let a = array.as_primitive::<A>();
         for (r, &v) in a.values().iter().enumerate() {
-            let x = if is_null(r) { fill.expect("nulls only with a fill") } else { cast_elem::<S, T>(conv(v)) };
+            let x = if is_null(r) {
+                fill.expect("nulls only with a fill")
+            } else {
+                cast_elem::<S, T>(conv(v))
+            };
             put(r, x);
         }
     }
@@ -429,7 +513,11 @@ fn copy_column<T: Element>(
         DataType::Boolean => {
             let a = array.as_boolean();
             for (r, v) in a.values().iter().enumerate() {
-                let x = if is_null(r) { fill.expect("nulls only with a fill") } else { cast_elem::<bool, T>(v) };
+                let x = if is_null(r) {
+                    fill.expect("nulls only with a fill")
+                } else {
+                    cast_elem::<bool, T>(v)
+                };
                 put(r, x);
             }
         }
@@ -440,7 +528,9 @@ fn copy_column<T: Element>(
         DataType::Int32 => prim::<Int32Type, i32, T>(array, |v| v, fill, is_null, &mut put),
         DataType::UInt32 => prim::<UInt32Type, i64, T>(array, i64::from, fill, is_null, &mut put),
         DataType::Int64 => prim::<Int64Type, i64, T>(array, |v| v, fill, is_null, &mut put),
-        DataType::Float16 => prim::<Float16Type, f32, T>(array, |v| v.to_f32(), fill, is_null, &mut put),
+        DataType::Float16 => {
+            prim::<Float16Type, f32, T>(array, |v| v.to_f32(), fill, is_null, &mut put)
+        }
         DataType::Float32 => prim::<Float32Type, f32, T>(array, |v| v, fill, is_null, &mut put),
         DataType::Float64 => prim::<Float64Type, f64, T>(array, |v| v, fill, is_null, &mut put),
         other => {

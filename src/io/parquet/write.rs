@@ -97,12 +97,12 @@ impl RowGroupSize {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for `Rows(0)` or `Bytes(0)`.
-    pub fn resolve(self, ncols: usize, dtype: DType, chunk_rows: usize) -> Result<usize, Error> {
+    pub fn resolve(self, ncols: usize, dtype: DType, chunk_rows: usize) -> Result<usize> {
         match self {
             RowGroupSize::FollowChunks => Ok(chunk_rows.max(1)),
-            RowGroupSize::Rows(0) | RowGroupSize::Bytes(0) => {
-                Err(Error::InvalidArgument(format!("parquet row-group size {self:?} must be positive")))
-            }
+            RowGroupSize::Rows(0) | RowGroupSize::Bytes(0) => Err(Error::InvalidArgument(format!(
+                "parquet row-group size {self:?} must be positive"
+            ))),
             RowGroupSize::Rows(n) => Ok(n),
             RowGroupSize::Bytes(b) => {
                 let row_bytes = (ncols.max(1) * dtype.size_bytes()) as u64;
@@ -325,7 +325,10 @@ impl ParquetSink {
                 return Err(Error::PathExists { path });
             }
             if path.is_dir() {
-                return Err(parquet_err(&path, "is a directory; refusing to replace it with a file"));
+                return Err(parquet_err(
+                    &path,
+                    "is a directory; refusing to replace it with a file",
+                ));
             }
         }
 
@@ -338,15 +341,21 @@ impl ParquetSink {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".{file_name}.spillway-tmp-"))
-            .rand_bytes(10)
-            .tempfile_in(&dir)
-            .map_err(|e| Error::io(&dir, e))?;
+        let prefix = format!(".{file_name}.spillway-tmp-");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).rand_bytes(10);
+        // tempfile makes owner-only files; the finished file should get the usual mode
+        // (0o666 minus the umask), as `File::create` would give it.
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let temp = builder.tempfile_in(&dir).map_err(|e| Error::io(&dir, e))?;
         let (file, temp_path) = temp.into_parts();
 
         let schema: SchemaRef = Arc::new(Schema::new(
-            names.iter().map(|n| Field::new(n, arrow_type(dtype), false)).collect::<Vec<_>>(),
+            names
+                .iter()
+                .map(|n| Field::new(n, arrow_type(dtype), false))
+                .collect::<Vec<_>>(),
         ));
         let props = WriterProperties::builder()
             .set_compression(compression)
@@ -360,7 +369,9 @@ impl ParquetSink {
             .map_err(|e| parquet_err(&path, e))?;
         // The low-level writer lets each row group be encoded on the thread that delivers it
         // and appended later; ArrowWriter itself would encode everything under one lock.
-        let (writer, factory) = writer.into_serialized_writer().map_err(|e| parquet_err(&path, e))?;
+        let (writer, factory) = writer
+            .into_serialized_writer()
+            .map_err(|e| parquet_err(&path, e))?;
 
         let chunk_rows = grid.chunk_shape()[0] as u64;
         let raw = chunk_rows * (ncols * dtype.size_bytes()) as u64;
@@ -368,7 +379,8 @@ impl ParquetSink {
         // Encoded pages of the whole row group (at worst about the raw size, plus headers),
         // the Arrow copy of the one column being encoded, and the column writer's page and
         // compression buffers (twice a page; a dictionary page for integers).
-        let scratch = 2 * column_raw.min(PAGE_BYTES) + if dtype.is_float() { 0 } else { PAGE_BYTES };
+        let scratch =
+            2 * column_raw.min(PAGE_BYTES) + if dtype.is_float() { 0 } else { PAGE_BYTES };
         let buffer_bytes_per_chunk = raw + raw / 64 + column_raw + scratch + 64 * 1024;
 
         Ok(ParquetSink {
@@ -401,7 +413,11 @@ impl ParquetSink {
 
     /// The column names, in order.
     pub fn column_names(&self) -> Vec<&str> {
-        self.schema.fields().iter().map(|f| f.name().as_str()).collect()
+        self.schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect()
     }
 
     /// Encoded bytes of row groups that arrived early and wait for an earlier one.
@@ -434,12 +450,17 @@ impl ParquetSink {
 
     /// Encodes one chunk into the compressed pages of a row group.
     fn encode(&self, k: usize, data: &ChunkData) -> Result<EncodedRowGroup> {
-        let mut writers = self.factory.create_column_writers(k).map_err(|e| parquet_err(&self.path, e))?;
+        let mut writers = self
+            .factory
+            .create_column_writers(k)
+            .map_err(|e| parquet_err(&self.path, e))?;
         for (j, (writer, field)) in writers.iter_mut().zip(self.schema.fields()).enumerate() {
             // One column's Arrow copy at a time, freed once its pages are encoded.
             let array = column_array(data, j, self.one_d);
             for leaf in compute_leaves(field, &array).map_err(|e| parquet_err(&self.path, e))? {
-                writer.write(&leaf).map_err(|e| parquet_err(&self.path, e))?;
+                writer
+                    .write(&leaf)
+                    .map_err(|e| parquet_err(&self.path, e))?;
             }
         }
         let columns = writers
@@ -452,10 +473,16 @@ impl ParquetSink {
     }
 
     /// Appends one encoded row group to the file.
-    fn append(path: &Path, writer: &mut SerializedFileWriter<File>, group: EncodedRowGroup) -> Result<()> {
+    fn append(
+        path: &Path,
+        writer: &mut SerializedFileWriter<File>,
+        group: EncodedRowGroup,
+    ) -> Result<()> {
         let mut rg = writer.next_row_group().map_err(|e| parquet_err(path, e))?;
         for column in group.columns {
-            column.append_to_row_group(&mut rg).map_err(|e| parquet_err(path, e))?;
+            column
+                .append_to_row_group(&mut rg)
+                .map_err(|e| parquet_err(path, e))?;
         }
         rg.close().map_err(|e| parquet_err(path, e))?;
         Ok(())
@@ -488,15 +515,31 @@ impl ParquetSink {
 /// The Arrow array of column `j` of a chunk (the whole chunk for a 1-d sink).
 fn column_array(data: &ChunkData, j: usize, one_d: bool) -> ArrayRef {
     fn col<T>(a: &ArrayD<T>, j: usize, one_d: bool) -> ArrayViewD<'_, T> {
-        if one_d { a.view() } else { a.index_axis(Axis(1), j) }
+        if one_d {
+            a.view()
+        } else {
+            a.index_axis(Axis(1), j)
+        }
     }
     match data {
-        ChunkData::Bool(a) => Arc::new(BooleanArray::from(col(a, j, one_d).iter().copied().collect::<Vec<bool>>())),
-        ChunkData::U8(a) => Arc::new(UInt8Array::from_iter_values(col(a, j, one_d).iter().copied())),
-        ChunkData::I32(a) => Arc::new(Int32Array::from_iter_values(col(a, j, one_d).iter().copied())),
-        ChunkData::I64(a) => Arc::new(Int64Array::from_iter_values(col(a, j, one_d).iter().copied())),
-        ChunkData::F32(a) => Arc::new(Float32Array::from_iter_values(col(a, j, one_d).iter().copied())),
-        ChunkData::F64(a) => Arc::new(Float64Array::from_iter_values(col(a, j, one_d).iter().copied())),
+        ChunkData::Bool(a) => Arc::new(BooleanArray::from(
+            col(a, j, one_d).iter().copied().collect::<Vec<bool>>(),
+        )),
+        ChunkData::U8(a) => Arc::new(UInt8Array::from_iter_values(
+            col(a, j, one_d).iter().copied(),
+        )),
+        ChunkData::I32(a) => Arc::new(Int32Array::from_iter_values(
+            col(a, j, one_d).iter().copied(),
+        )),
+        ChunkData::I64(a) => Arc::new(Int64Array::from_iter_values(
+            col(a, j, one_d).iter().copied(),
+        )),
+        ChunkData::F32(a) => Arc::new(Float32Array::from_iter_values(
+            col(a, j, one_d).iter().copied(),
+        )),
+        ChunkData::F64(a) => Arc::new(Float64Array::from_iter_values(
+            col(a, j, one_d).iter().copied(),
+        )),
     }
 }
 
@@ -601,15 +644,23 @@ impl ChunkSink for ParquetSink {
         }
         let result = (|| {
             let writer = st.writer.take().expect("an open sink has a writer");
-            let file = writer.into_inner().map_err(|e| parquet_err(&self.path, e))?;
+            let file = writer
+                .into_inner()
+                .map_err(|e| parquet_err(&self.path, e))?;
             file.sync_all().map_err(|e| Error::io(&self.path, e))?;
             drop(file);
             let temp = st.temp.take().expect("an open sink has a temporary file");
-            let persisted = if self.overwrite { temp.persist(&self.path) } else { temp.persist_noclobber(&self.path) };
+            let persisted = if self.overwrite {
+                temp.persist(&self.path)
+            } else {
+                temp.persist_noclobber(&self.path)
+            };
             // On failure the returned TempPath is dropped here, deleting the temporary file.
             persisted.map_err(|e| {
                 if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-                    Error::PathExists { path: self.path.clone() }
+                    Error::PathExists {
+                        path: self.path.clone(),
+                    }
                 } else {
                     Error::io(&self.path, e.error)
                 }
@@ -663,16 +714,36 @@ mod tests {
 
     #[test]
     fn row_group_size_resolution() {
-        assert_eq!(RowGroupSize::FollowChunks.resolve(2, DType::I32, 0).unwrap(), 1);
-        assert_eq!(RowGroupSize::Bytes(10).resolve(4, DType::F64, 5).unwrap(), 1);
-        assert_eq!(RowGroupSize::Bytes(800).resolve(1, DType::F64, 5).unwrap(), 100);
-        assert!(matches!(RowGroupSize::Rows(0).resolve(1, DType::U8, 5), Err(Error::InvalidArgument(_))));
-        assert!(matches!(RowGroupSize::Bytes(0).resolve(1, DType::U8, 5), Err(Error::InvalidArgument(_))));
+        assert_eq!(
+            RowGroupSize::FollowChunks
+                .resolve(2, DType::I32, 0)
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            RowGroupSize::Bytes(10).resolve(4, DType::F64, 5).unwrap(),
+            1
+        );
+        assert_eq!(
+            RowGroupSize::Bytes(800).resolve(1, DType::F64, 5).unwrap(),
+            100
+        );
+        assert!(matches!(
+            RowGroupSize::Rows(0).resolve(1, DType::U8, 5),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            RowGroupSize::Bytes(0).resolve(1, DType::U8, 5),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 
     #[test]
     fn zstd_level_out_of_range_is_refused() {
-        assert!(matches!(ParquetCompression::Zstd(99).to_parquet(), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            ParquetCompression::Zstd(99).to_parquet(),
+            Err(Error::InvalidArgument(_))
+        ));
         assert!(ParquetCompression::Zstd(3).to_parquet().is_ok());
     }
 
@@ -698,13 +769,18 @@ mod tests {
                 x
             });
             let chunk = match dtype {
-                DType::F64 => ChunkData::from(bits.mapv(|b| f64::from_bits((b >> 2) | 0x3000_0000_0000_0000))),
+                DType::F64 => {
+                    ChunkData::from(bits.mapv(|b| f64::from_bits((b >> 2) | 0x3000_0000_0000_0000)))
+                }
                 _ => ChunkData::from(bits.mapv(|b| b as i64)),
             };
             sink.write_chunk(&[0, 0], &chunk).unwrap();
             let encoded = sink.largest_encoded_bytes();
             let raw = chunk.nbytes();
-            assert!(encoded > raw / 2, "{codec:?}: {encoded} of {raw} bytes: data should not compress");
+            assert!(
+                encoded > raw / 2,
+                "{codec:?}: {encoded} of {raw} bytes: data should not compress"
+            );
             assert!(
                 encoded + raw / cols as u64 <= sink.buffer_bytes_per_chunk(),
                 "{codec:?}: encoded {encoded} + column copy exceed the estimate {}",
