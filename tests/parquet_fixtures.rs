@@ -438,6 +438,19 @@ fn one_named_column_is_1d_all_columns_are_2d() {
 }
 
 #[test]
+fn a_pandas_index_column_is_not_data_unless_asked_for() {
+    let path = dir().join("pandas_index.parquet");
+    let src = ParquetSource::open(&path, None).unwrap();
+    assert_eq!(src.column_names(), vec!["value"]);
+    assert_eq!(src.grid().shape(), &[23, 1]);
+    let idx = ParquetSource::open(&path, Some(&["__index_level_0__"])).unwrap();
+    assert_eq!(idx.dtype(), DType::I64);
+    let exp = expected();
+    let values = arr(&column(&exp, "pandas_index.parquet", "__index_level_0__")["values"]);
+    assert_column(&idx.read_region(&Region::whole(&[23])).unwrap(), values, "index");
+}
+
+#[test]
 fn bad_input_gives_typed_errors() {
     let missing = dir().join("no_such_file.parquet");
     match ParquetSource::open(&missing, None).unwrap_err() {
@@ -450,6 +463,10 @@ fn bad_input_gives_typed_errors() {
     let not_parquet = dir().join("not_parquet.parquet");
     match ParquetSource::open(&not_parquet, None).unwrap_err() {
         Error::Parquet { path, .. } => assert_eq!(path, not_parquet),
+        other => panic!("expected Parquet, got {other:?}"),
+    }
+    match ParquetSource::open(dir(), None).unwrap_err() {
+        Error::Parquet { message, .. } => assert!(message.contains("directory"), "{message}"),
         other => panic!("expected Parquet, got {other:?}"),
     }
     match ParquetSource::open(

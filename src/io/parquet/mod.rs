@@ -33,7 +33,7 @@
 //!
 //! The file is written under a hidden temporary sibling name (`.<name>.spillway-tmp-<random>`)
 //! and only renamed onto the final path, after an fsync, in `finish()`. An existing path is
-//! refused with [`Error::PathExists`](crate::Error::PathExists) unless
+//! refused with [`Error::PathExists`] unless
 //! [`ParquetWriteOptions::overwrite`] is set, and even then the old file is replaced only on a
 //! successful finish. `abort()`, or dropping the sink unfinished, deletes the temporary file.
 //!

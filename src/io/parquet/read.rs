@@ -125,7 +125,8 @@ impl ParquetSource {
     ///   array**, two or more a 2-d array.
     /// - `columns: None`: every numeric (bool, integer, float) top-level column, in file
     ///   order, **always as a 2-d array** (so the rank does not depend on the file); other
-    ///   columns (strings, dates, nested, …) are skipped.
+    ///   columns (strings, dates, nested, …) and pandas' `__index_level_N__` index columns
+    ///   are skipped.
     ///
     /// The dtype is the numpy-style promotion ([`DType::promote`]) of the columns' dtypes,
     /// so `int32` + `float32` columns read as `f64`, like `DataFrame.to_numpy()`. Int8,
@@ -138,7 +139,8 @@ impl ParquetSource {
     ///
     /// # Errors
     /// - [`Error::Io`] (kind `NotFound`) for a missing file;
-    /// - [`Error::Parquet`] for a file that is not Parquet, or no numeric column;
+    /// - [`Error::Parquet`] for a file that is not Parquet (or a directory), or has no
+    ///   numeric column;
     /// - [`Error::ParquetColumnNotFound`] for a requested column the file lacks;
     /// - [`Error::ParquetColumnType`] for a requested column that is not numeric, or UInt64;
     /// - [`Error::ParquetNulls`] for a column with nulls and no fill value.
@@ -158,6 +160,12 @@ impl ParquetSource {
     ) -> Result<ParquetSource> {
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        if path.is_dir() {
+            return Err(parquet_err(
+                &path,
+                "is a directory (a partitioned dataset?); open one of its files",
+            ));
+        }
         let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
             .map_err(|e| parquet_err(&path, e))?;
         let schema = metadata.schema();
@@ -190,9 +198,10 @@ impl ParquetSource {
                     selected.push(root);
                 }
             }
-            None => {
-                selected.extend((0..fields.len()).filter(|&i| is_numeric(fields[i].data_type())))
-            }
+            None => selected.extend((0..fields.len()).filter(|&i| {
+                // pandas stores a non-default index as `__index_level_0__`: not data.
+                is_numeric(fields[i].data_type()) && !fields[i].name().starts_with("__index_level_")
+            })),
         }
         if selected.is_empty() {
             return Err(parquet_err(
