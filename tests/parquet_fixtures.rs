@@ -447,7 +447,11 @@ fn a_pandas_index_column_is_not_data_unless_asked_for() {
     assert_eq!(idx.dtype(), DType::I64);
     let exp = expected();
     let values = arr(&column(&exp, "pandas_index.parquet", "__index_level_0__")["values"]);
-    assert_column(&idx.read_region(&Region::whole(&[23])).unwrap(), values, "index");
+    assert_column(
+        &idx.read_region(&Region::whole(&[23])).unwrap(),
+        values,
+        "index",
+    );
 }
 
 #[test]
