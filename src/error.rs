@@ -295,6 +295,43 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A requested Parquet column is not in the file.
+    #[error("parquet file {} has no column {column:?}; its columns are {available:?}", path.display())]
+    ParquetColumnNotFound {
+        /// The file.
+        path: PathBuf,
+        /// The column asked for.
+        column: String,
+        /// The top-level columns the file has.
+        available: Vec<String>,
+    },
+    /// A Parquet column has a type that spillway cannot read as numbers.
+    #[error("parquet column {column:?} in {} has type {arrow_type}: {reason}", path.display())]
+    ParquetColumnType {
+        /// The file.
+        path: PathBuf,
+        /// The column.
+        column: String,
+        /// The column's Arrow type, as Arrow prints it.
+        arrow_type: String,
+        /// Why it cannot be read, and what to do instead.
+        reason: String,
+    },
+    /// A Parquet column holds nulls and no fill value was given.
+    #[error(
+        "parquet column {column:?} in {} holds {null_count} nulls; spillway arrays have no \
+         missing values, so pass a fill value (ParquetReadOptions::fill_nulls)",
+        path.display()
+    )]
+    ParquetNulls {
+        /// The file.
+        path: PathBuf,
+        /// The column.
+        column: String,
+        /// How many nulls were found (in the whole file, or in the rows read when the file
+        /// carries no null-count statistics).
+        null_count: u64,
+    },
 }
 
 /// The result type of spillway.

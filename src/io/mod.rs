@@ -6,6 +6,7 @@
 //! any order and from several threads, and makes the output complete only in
 //! [`ChunkSink::finish`].
 
+pub mod parquet;
 pub mod zarr;
 
 use crate::chunk::ChunkData;
