@@ -25,7 +25,10 @@ fn child_peak_rss(test_name: &str, workload: &str) -> u64 {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(r, pid);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child {workload} failed: status {status}");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child {workload} failed: status {status}"
+    );
     usage.ru_maxrss as u64 * 1024
 }
 
@@ -36,13 +39,25 @@ fn formula(i: usize, j: usize) -> f64 {
 /// The seed computation on 2_000 × 8_000 f64 (128 MB) with a 32 MiB limit: four times
 /// smaller than the data.
 fn seed_workload() {
-    let s = Session::builder().memory_limit("32MiB").threads(2).build().unwrap();
+    let s = Session::builder()
+        .memory_limit("32MiB")
+        .threads(2)
+        .build()
+        .unwrap();
     let i = s.arange(2_000, [250]).unwrap().insert_axis(1).unwrap();
     let j = s.arange(8_000, [8_000]).unwrap().insert_axis(0).unwrap();
     let x = ((&i * 0.001) + (&j * 0.0007)).unwrap().sin().unwrap();
-    let v: f64 = (&x * 2.5).mean(1).unwrap().std(None, 0.0).unwrap().compute_scalar().unwrap();
+    let v: f64 = (&x * 2.5)
+        .mean(1)
+        .unwrap()
+        .std(None, 0.0)
+        .unwrap()
+        .compute_scalar()
+        .unwrap();
     let check = {
-        let m: Vec<f64> = (0..2_000).map(|i| (0..8_000).map(|j| formula(i, j) * 2.5).sum::<f64>() / 8_000.0).collect();
+        let m: Vec<f64> = (0..2_000)
+            .map(|i| (0..8_000).map(|j| formula(i, j) * 2.5).sum::<f64>() / 8_000.0)
+            .collect();
         let mu = m.iter().sum::<f64>() / m.len() as f64;
         (m.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / m.len() as f64).sqrt()
     };
@@ -56,6 +71,12 @@ fn seed_computation_stays_within_the_bar() {
         return;
     }
     let peak = child_peak_rss("seed_computation_stays_within_the_bar", "seed");
-    eprintln!("seed workload: child peak RSS {:.1} MiB (limit 32 MiB + 64 MiB)", peak as f64 / (1 << 20) as f64);
-    assert!(peak <= (32 << 20) + OVERHEAD, "peak RSS {peak} over the bar");
+    eprintln!(
+        "seed workload: child peak RSS {:.1} MiB (limit 32 MiB + 64 MiB)",
+        peak as f64 / (1 << 20) as f64
+    );
+    assert!(
+        peak <= (32 << 20) + OVERHEAD,
+        "peak RSS {peak} over the bar"
+    );
 }

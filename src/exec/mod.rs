@@ -96,7 +96,10 @@ pub(crate) fn execute(
         .collect();
     let mut finished = vec![false; n];
     let producer: HashMap<ChunkKey, String> = if log.is_some() {
-        tasks.iter().filter_map(|t| t.output.map(|k| (k, t.label.clone()))).collect()
+        tasks
+            .iter()
+            .filter_map(|t| t.output.map(|k| (k, t.label.clone())))
+            .collect()
     } else {
         HashMap::new()
     };
@@ -252,7 +255,9 @@ pub(crate) fn execute(
                         if *c == 0 && produced.contains(k) {
                             store.remove(*k);
                             if let Some(l) = log.as_deref_mut() {
-                                l.push(Event::Release(producer.get(k).cloned().unwrap_or_default()));
+                                l.push(Event::Release(
+                                    producer.get(k).cloned().unwrap_or_default(),
+                                ));
                             }
                         }
                     }
@@ -307,11 +312,32 @@ mod tests {
     /// before the next group's partials start (depth first).
     #[test]
     fn event_log_of_a_small_reduction() {
-        let s = Session::builder().memory_limit("16MiB").threads(1).build().unwrap();
+        let s = Session::builder()
+            .memory_limit("16MiB")
+            .threads(1)
+            .build()
+            .unwrap();
         let x = s.ones::<f64>(&[6, 2], [1, 2]).unwrap();
-        let y = x.reduce(crate::Reduction::Sum, 0, crate::ReduceOptions { keepdims: false, split_every: 3 }).unwrap();
-        let sink: Arc<dyn crate::io::ChunkSink> = Arc::new(crate::api::array::MemorySink::new(y.node.grid.clone(), y.dtype()));
-        let opts = PlanOptions { fuse: true, tile_elems: 1024, threads: 1, limit_bytes: 16 << 20 };
+        let y = x
+            .reduce(
+                crate::Reduction::Sum,
+                0,
+                crate::ReduceOptions {
+                    keepdims: false,
+                    split_every: 3,
+                },
+            )
+            .unwrap();
+        let sink: Arc<dyn crate::io::ChunkSink> = Arc::new(crate::api::array::MemorySink::new(
+            y.node.grid.clone(),
+            y.dtype(),
+        ));
+        let opts = PlanOptions {
+            fuse: true,
+            tile_elems: 1024,
+            threads: 1,
+            limit_bytes: 16 << 20,
+        };
         let plan = lower(&[Target::Sink(Arc::clone(&y.node), sink)], opts).unwrap();
         let mut log = Vec::new();
         execute(&plan, &s.inner.store, &s.inner.pool, Some(&mut log)).unwrap();
