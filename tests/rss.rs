@@ -12,6 +12,7 @@ use spillway::Session;
 const OVERHEAD: u64 = 64 << 20;
 
 /// Runs `workload` in a child process and returns its peak RSS in bytes.
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which also gives its rusage
 fn child_peak_rss(test_name: &str, workload: &str) -> u64 {
     let exe = std::env::current_exe().unwrap();
     let child = Command::new(exe)
