@@ -41,6 +41,6 @@ pub use api::session::{MemoryLimit, Session, SessionBuilder};
 pub use chunk::ChunkData;
 pub use dtype::{DType, Element, Scalar};
 pub use error::{Error, Result};
-pub use exec::RunStats;
+pub use exec::{MemorySample, RunObserver, RunStats, TaskRecord};
 pub use grid::{ChunkDim, ChunkGrid, Chunks, Region};
 pub use memory::{MemoryBudget, Reservation, parse_bytes};

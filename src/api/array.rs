@@ -154,7 +154,8 @@ impl Array {
     pub(crate) fn run(&self, targets: &[Target]) -> Result<(plan::Lowered, RunStats)> {
         let lowered = plan::lower(targets, self.plan_options())?;
         let inner = &self.session.inner;
-        let stats = exec::execute(&lowered, &inner.store, &inner.pool, None)?;
+        let observer = inner.observer.as_deref();
+        let stats = exec::execute(&lowered, &inner.store, &inner.pool, None, observer)?;
         *inner.last_run.lock().unwrap_or_else(|e| e.into_inner()) = Some(stats.clone());
         Ok((lowered, stats))
     }

@@ -81,9 +81,22 @@ pub struct SessionBuilder {
     compressed_tier: Option<bool>,
     compression_level: Option<i32>,
     max_spill_bytes: Option<u64>,
+    observer: Option<Arc<dyn crate::exec::RunObserver>>,
+}
+
+impl std::fmt::Debug for dyn crate::exec::RunObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RunObserver")
+    }
 }
 
 impl SessionBuilder {
+    /// Receives progress of every run of the session (a progress bar, a logger).
+    pub fn observer(mut self, observer: Arc<dyn crate::exec::RunObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// The hard memory budget of everything the engine holds (default: half of the machine's RAM).
     pub fn memory_limit(mut self, limit: impl Into<MemoryLimit>) -> Self {
         self.memory_limit = Some(limit.into());
@@ -231,6 +244,7 @@ impl SessionBuilder {
                 budget,
                 store,
                 last_run: Mutex::new(None),
+                observer: self.observer.clone(),
             }),
         })
     }
@@ -260,6 +274,7 @@ pub(crate) struct SessionInner {
     pub(crate) budget: MemoryBudget,
     pub(crate) store: Arc<ChunkStore>,
     pub(crate) last_run: Mutex<Option<RunStats>>,
+    pub(crate) observer: Option<Arc<dyn crate::exec::RunObserver>>,
 }
 
 /// The context arrays are built and computed in: memory budget, thread pool and chunk store.

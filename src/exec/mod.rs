@@ -55,9 +55,69 @@ pub struct RunStats {
     pub projected_peak_bytes: u64,
     /// Bytes freed by demotion during the run.
     pub demoted_bytes: u64,
+    /// Tasks in the plan.
+    pub tasks_total: usize,
+    /// Memory sampled every 50 ms (and at the end).
+    pub samples: Vec<MemorySample>,
+    /// Every task's thread and times.
+    pub task_records: Vec<TaskRecord>,
 }
 
-type Completion = (TaskId, Result<Option<ChunkData>>, Reservation, Instant);
+/// When and where one task ran.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TaskRecord {
+    /// The task's label (operation and region).
+    pub label: String,
+    /// The stage it belongs to.
+    pub stage: String,
+    /// Index of the worker thread that ran it.
+    pub thread: usize,
+    /// Start, in seconds since the run started.
+    pub start_s: f64,
+    /// End, in seconds since the run started.
+    pub end_s: f64,
+    /// Bytes reserved for it.
+    pub reserved_bytes: u64,
+}
+
+/// The engine's memory at one moment of a run.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct MemorySample {
+    /// Seconds since the run started.
+    pub t_s: f64,
+    /// Bytes reserved in the budget (tasks and RAM tiers).
+    pub reserved_bytes: u64,
+    /// Bytes in the hot tier.
+    pub hot_bytes: u64,
+    /// Bytes in the compressed tier.
+    pub compressed_bytes: u64,
+    /// Bytes in spill files.
+    pub disk_bytes: u64,
+    /// The process's resident set, from the OS.
+    pub rss_bytes: u64,
+    /// Tasks running.
+    pub running: usize,
+    /// Tasks finished.
+    pub done: usize,
+}
+
+/// Receives progress while a run goes on (the progress bar implements it).
+pub trait RunObserver: Send + Sync {
+    /// Called at most every sampling interval and after the last task.
+    fn progress(&self, total_tasks: usize, sample: &MemorySample);
+}
+
+/// Interval between memory samples of a run.
+pub(crate) const SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
+type Completion = (
+    TaskId,
+    Result<Option<ChunkData>>,
+    Reservation,
+    Instant,
+    Instant,
+    usize,
+);
 
 /// Runs a plan to completion.
 pub(crate) fn execute(
@@ -65,6 +125,7 @@ pub(crate) fn execute(
     store: &Arc<ChunkStore>,
     pool: &rayon::ThreadPool,
     log: Option<&mut Vec<Event>>,
+    observer: Option<&dyn RunObserver>,
 ) -> Result<RunStats> {
     let started = Instant::now();
     let mut log = log;
@@ -111,11 +172,19 @@ pub(crate) fn execute(
         }
     }
     let (tx, rx) = mpsc::channel::<Completion>();
+    let mut sampler = Sampler {
+        started,
+        last: None,
+        observer,
+        total: n,
+        stats: RunStats::default(),
+    };
     let mut running = 0usize;
     let mut done = 0usize;
     let mut failure: Option<Error> = None;
     let mut stats = RunStats {
         projected_peak_bytes: plan.projected_peak_bytes,
+        tasks_total: n,
         ..Default::default()
     };
     let mut peak_reserved = budget.reserved_bytes();
@@ -213,7 +282,8 @@ pub(crate) fn execute(
                             message,
                         })
                     });
-                let _ = tx2.send((t, result, reservation, t0));
+                let thread = rayon::current_thread_index().unwrap_or(0);
+                let _ = tx2.send((t, result, reservation, t0, Instant::now(), thread));
             });
         }
         if running == 0 {
@@ -222,10 +292,27 @@ pub(crate) fn execute(
             }
             continue;
         }
-        let (t, result, mut reservation, _t0) =
-            rx.recv().expect("workers hold a sender until they report");
+        let (t, result, mut reservation, t0, t1, thread) = match rx.recv_timeout(SAMPLE_INTERVAL) {
+            Ok(c) => c,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                sampler.maybe_sample(store, running, done, false);
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                unreachable!("the coordinator holds a sender")
+            }
+        };
         running -= 1;
+        sampler.maybe_sample(store, running, done, false);
         let spec = &tasks[t];
+        sampler.stats.task_records.push(TaskRecord {
+            label: spec.label.clone(),
+            stage: plan.stages[spec.stage].name.clone(),
+            thread,
+            start_s: t0.duration_since(started).as_secs_f64(),
+            end_s: t1.duration_since(started).as_secs_f64(),
+            reserved_bytes: reservation.bytes(),
+        });
         for (k, _) in &spec.reads {
             store.unpin(*k);
         }
@@ -296,9 +383,51 @@ pub(crate) fn execute(
             return Err(e);
         }
     }
+    sampler.maybe_sample(store, 0, done, true);
     stats.wall_s = started.elapsed().as_secs_f64();
     stats.peak_reserved_bytes = peak_reserved;
+    stats.samples = std::mem::take(&mut sampler.stats.samples);
+    stats.task_records = std::mem::take(&mut sampler.stats.task_records);
     Ok(stats)
+}
+
+/// Takes memory samples at a fixed interval from the coordinator (no extra thread: the
+/// coordinator wakes at least every interval) and forwards them to the observer.
+struct Sampler<'a> {
+    started: Instant,
+    last: Option<Instant>,
+    observer: Option<&'a dyn RunObserver>,
+    total: usize,
+    stats: RunStats,
+}
+
+impl Sampler<'_> {
+    fn maybe_sample(&mut self, store: &ChunkStore, running: usize, done: usize, force: bool) {
+        let now = Instant::now();
+        if !force
+            && self
+                .last
+                .is_some_and(|l| now.duration_since(l) < SAMPLE_INTERVAL)
+        {
+            return;
+        }
+        self.last = Some(now);
+        let st = store.stats();
+        let sample = MemorySample {
+            t_s: now.duration_since(self.started).as_secs_f64(),
+            reserved_bytes: store.budget().reserved_bytes(),
+            hot_bytes: st.hot_bytes,
+            compressed_bytes: st.compressed_bytes,
+            disk_bytes: st.disk_bytes,
+            rss_bytes: crate::api::report::current_rss_bytes(),
+            running,
+            done,
+        };
+        if let Some(o) = self.observer {
+            o.progress(self.total, &sample);
+        }
+        self.stats.samples.push(sample);
+    }
 }
 
 #[cfg(test)]
@@ -340,7 +469,7 @@ mod tests {
         };
         let plan = lower(&[Target::Sink(Arc::clone(&y.node), sink)], opts).unwrap();
         let mut log = Vec::new();
-        execute(&plan, &s.inner.store, &s.inner.pool, Some(&mut log)).unwrap();
+        execute(&plan, &s.inner.store, &s.inner.pool, Some(&mut log), None).unwrap();
         let text: Vec<String> = log
             .iter()
             .filter(|e| !matches!(e, Event::Done(_)))
