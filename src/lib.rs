@@ -31,6 +31,7 @@ pub mod grid;
 pub mod io;
 pub(crate) mod kernels;
 pub mod memory;
+pub(crate) mod optimize;
 pub(crate) mod plan;
 pub mod store;
 

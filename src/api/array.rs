@@ -121,6 +121,7 @@ impl Array {
     pub(crate) fn plan_options(&self) -> PlanOptions {
         let inner = &self.session.inner;
         PlanOptions {
+            optimize: inner.optimize,
             fuse: inner.fuse,
             tile_elems: inner.tile_elems,
             threads: inner.threads,

@@ -47,6 +47,11 @@ impl Plan {
     pub fn explain(&self) -> String {
         self.lowered.explain()
     }
+
+    /// The expression graph before and after optimisation (CSE, cull), one node per line.
+    pub fn explain_graph(&self) -> String {
+        self.lowered.explain_graph()
+    }
 }
 
 impl std::fmt::Debug for Plan {

@@ -77,6 +77,7 @@ pub struct SessionBuilder {
     chunk_target_bytes: Option<MemoryLimit>,
     max_result_fraction: Option<f64>,
     fuse: Option<bool>,
+    optimize: Option<bool>,
     tile_bytes: Option<usize>,
     compressed_tier: Option<bool>,
     compression_level: Option<i32>,
@@ -130,6 +131,14 @@ impl SessionBuilder {
     /// Whether chains of element-wise operations are fused into tiled tasks (default true).
     pub fn fuse(mut self, on: bool) -> Self {
         self.fuse = Some(on);
+        self
+    }
+
+    /// Whether the graph is optimised before lowering — common subexpressions merged, no-op
+    /// nodes culled, element-wise chains fused (default true). Off gives the plan Dask would
+    /// run, one task per operation and chunk: for comparison and debugging.
+    pub fn optimize(mut self, on: bool) -> Self {
+        self.optimize = Some(on);
         self
     }
 
@@ -239,6 +248,7 @@ impl SessionBuilder {
                 chunk_target_bytes,
                 max_result_fraction,
                 fuse: self.fuse.unwrap_or(true),
+                optimize: self.optimize.unwrap_or(true),
                 tile_elems: (tile_bytes / 8).max(8),
                 pool,
                 budget,
@@ -269,6 +279,7 @@ pub(crate) struct SessionInner {
     pub(crate) chunk_target_bytes: u64,
     pub(crate) max_result_fraction: f64,
     pub(crate) fuse: bool,
+    pub(crate) optimize: bool,
     pub(crate) tile_elems: usize,
     pub(crate) pool: rayon::ThreadPool,
     pub(crate) budget: MemoryBudget,

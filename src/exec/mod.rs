@@ -462,6 +462,7 @@ mod tests {
             y.dtype(),
         ));
         let opts = PlanOptions {
+            optimize: true,
             fuse: true,
             tile_elems: 1024,
             threads: 1,

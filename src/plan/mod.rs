@@ -84,6 +84,7 @@ pub(crate) enum Target {
 /// How lowering runs.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PlanOptions {
+    pub(crate) optimize: bool,
     pub(crate) fuse: bool,
     pub(crate) tile_elems: usize,
     pub(crate) threads: usize,
@@ -100,6 +101,10 @@ pub(crate) struct Lowered {
     pub(crate) kept: Vec<Vec<ChunkKey>>,
     pub(crate) projected_peak_bytes: u64,
     pub(crate) options: PlanOptions,
+    /// What each optimizer rule did, and the graph before and after.
+    pub(crate) optimizer_log: Vec<String>,
+    pub(crate) graph_before: String,
+    pub(crate) graph_after: String,
 }
 
 struct Produced {
@@ -121,6 +126,7 @@ struct Inputs {
 
 struct Lowering {
     opts: PlanOptions,
+    boundaries: HashSet<NodeId>,
     tasks: Vec<TaskSpec>,
     produced: HashMap<NodeId, Produced>,
     stages: Vec<StageInfo>,
@@ -138,11 +144,7 @@ fn bounding(a: &Region, b: &Region) -> Region {
 
 impl Lowering {
     fn materialized(&self, n: &NodeRef) -> bool {
-        match n.op {
-            Op::Reduce(..) => true,
-            Op::Stored(_) | Op::External(_) | Op::Memory(_) => false,
-            _ => !self.opts.fuse,
-        }
+        self.boundaries.contains(&n.id)
     }
 
     fn tile_elems(&self) -> usize {
@@ -696,8 +698,25 @@ impl TaskBody for EmptyReduceBody {
 /// # Errors
 /// [`Error::TaskExceedsBudget`] when one task cannot fit the memory limit.
 pub(crate) fn lower(targets: &[Target], opts: PlanOptions) -> Result<Lowered> {
+    let nodes: Vec<NodeRef> = targets
+        .iter()
+        .map(|t| match t {
+            Target::Sink(n, _) | Target::Keep(n) => Arc::clone(n),
+        })
+        .collect();
+    let optimized = crate::optimize::optimize(nodes, opts.optimize, opts.fuse);
+    let targets: Vec<Target> = targets
+        .iter()
+        .zip(&optimized.graph.targets)
+        .map(|(t, n)| match t {
+            Target::Sink(_, s) => Target::Sink(Arc::clone(n), Arc::clone(s)),
+            Target::Keep(_) => Target::Keep(Arc::clone(n)),
+        })
+        .collect();
+    let targets = &targets[..];
     let mut lw = Lowering {
         opts,
+        boundaries: optimized.boundaries,
         tasks: vec![],
         produced: HashMap::new(),
         stages: vec![],
@@ -730,6 +749,9 @@ pub(crate) fn lower(targets: &[Target], opts: PlanOptions) -> Result<Lowered> {
         kept,
         projected_peak_bytes,
         options: opts,
+        optimizer_log: optimized.log,
+        graph_before: optimized.before,
+        graph_after: optimized.after,
     };
     lowered.check_fits()?;
     Ok(lowered)
@@ -768,7 +790,11 @@ impl Lowered {
             human(self.projected_peak_bytes),
             human(self.options.limit_bytes),
             self.options.threads,
-            if self.options.fuse { "on" } else { "off" }
+            if self.options.optimize && self.options.fuse {
+                "on"
+            } else {
+                "off"
+            }
         );
         for (i, st) in self.stages.iter().enumerate() {
             let _ = writeln!(
@@ -783,7 +809,16 @@ impl Lowered {
                 let _ = writeln!(s, "    fused: {}", st.fused.join(" <- "));
             }
         }
+        let _ = writeln!(s, "optimizer: {}", self.optimizer_log.join("; "));
         s
+    }
+
+    /// The expression graph before and after optimisation, one node per line.
+    pub(crate) fn explain_graph(&self) -> String {
+        format!(
+            "graph before optimisation:\n{}graph after optimisation:\n{}",
+            self.graph_before, self.graph_after
+        )
     }
 }
 
