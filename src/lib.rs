@@ -33,6 +33,7 @@ pub(crate) mod kernels;
 pub mod memory;
 pub(crate) mod optimize;
 pub(crate) mod plan;
+pub(crate) mod pool;
 pub mod store;
 
 pub use api::array::Array;

@@ -156,7 +156,14 @@ impl Array {
         let lowered = plan::lower(targets, self.plan_options())?;
         let inner = &self.session.inner;
         let observer = inner.observer.as_deref();
-        let stats = exec::execute(&lowered, &inner.store, &inner.pool, None, observer)?;
+        let stats = exec::execute(
+            &lowered,
+            &inner.store,
+            &inner.buffers,
+            &inner.pool,
+            None,
+            observer,
+        )?;
         *inner.last_run.lock().unwrap_or_else(|e| e.into_inner()) = Some(stats.clone());
         Ok((lowered, stats))
     }

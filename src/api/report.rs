@@ -71,6 +71,8 @@ pub struct MemoryReport {
     pub peak_reserved_bytes: u64,
     /// What the chunk store holds, per tier.
     pub store: StoreStats,
+    /// Bytes of reusable chunk buffers held (reserved in the budget).
+    pub pool_bytes: u64,
     /// The process's resident set now, from `/proc/self/statm`.
     pub rss_bytes: u64,
     /// The process's peak resident set (`getrusage` `ru_maxrss`).
@@ -121,6 +123,7 @@ impl Session {
             reserved_bytes: b.reserved_bytes(),
             peak_reserved_bytes: b.peak_bytes(),
             store: self.inner.store.stats(),
+            pool_bytes: self.inner.buffers.held_bytes(),
             rss_bytes: current_rss_bytes(),
             peak_rss_bytes: peak_rss_bytes(),
         }

@@ -251,8 +251,12 @@ impl SessionBuilder {
                 optimize: self.optimize.unwrap_or(true),
                 tile_elems: (tile_bytes / 8).max(8),
                 pool,
-                budget,
+                budget: budget.clone(),
                 store,
+                buffers: Arc::new(crate::pool::ChunkPool::new(
+                    budget.clone(),
+                    memory_limit / 4,
+                )),
                 last_run: Mutex::new(None),
                 observer: self.observer.clone(),
             }),
@@ -284,6 +288,7 @@ pub(crate) struct SessionInner {
     pub(crate) pool: rayon::ThreadPool,
     pub(crate) budget: MemoryBudget,
     pub(crate) store: Arc<ChunkStore>,
+    pub(crate) buffers: Arc<crate::pool::ChunkPool>,
     pub(crate) last_run: Mutex<Option<RunStats>>,
     pub(crate) observer: Option<Arc<dyn crate::exec::RunObserver>>,
 }

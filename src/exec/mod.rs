@@ -123,6 +123,7 @@ type Completion = (
 pub(crate) fn execute(
     plan: &Lowered,
     store: &Arc<ChunkStore>,
+    buffers: &Arc<crate::pool::ChunkPool>,
     pool: &rayon::ThreadPool,
     log: Option<&mut Vec<Event>>,
     observer: Option<&dyn RunObserver>,
@@ -206,6 +207,8 @@ pub(crate) fn execute(
             let reservation = match budget.try_reserve(need) {
                 Ok(r) => r,
                 Err(_) => {
+                    // Pooled buffers go first: they are the cheapest bytes to give back.
+                    buffers.drain();
                     let short = need.saturating_sub(budget.available_bytes());
                     let next_use = |k: ChunkKey| -> Option<u64> {
                         consumers_of.get(&k).and_then(|c| {
@@ -258,6 +261,7 @@ pub(crate) fn execute(
             let keys: Vec<ChunkKey> = spec.reads.iter().map(|r| r.0).collect();
             let body = Arc::clone(&spec.body);
             let store2 = Arc::clone(store);
+            let buffers2 = Arc::clone(buffers);
             let tx2 = tx.clone();
             let label = spec.label.clone();
             running += 1;
@@ -269,7 +273,7 @@ pub(crate) fn execute(
                             .iter()
                             .map(|k| store2.get(*k))
                             .collect::<Result<Vec<_>>>()?;
-                        body.run(&inputs)
+                        body.run(&inputs, &crate::plan::TaskEnv { pool: &buffers2 })
                     }))
                     .unwrap_or_else(|p| {
                         let message = p
@@ -470,7 +474,15 @@ mod tests {
         };
         let plan = lower(&[Target::Sink(Arc::clone(&y.node), sink)], opts).unwrap();
         let mut log = Vec::new();
-        execute(&plan, &s.inner.store, &s.inner.pool, Some(&mut log), None).unwrap();
+        execute(
+            &plan,
+            &s.inner.store,
+            &s.inner.buffers,
+            &s.inner.pool,
+            Some(&mut log),
+            None,
+        )
+        .unwrap();
         let text: Vec<String> = log
             .iter()
             .filter(|e| !matches!(e, Event::Done(_)))

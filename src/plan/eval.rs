@@ -339,16 +339,20 @@ pub(crate) fn eval_region_tiled(
     region: &Region,
     ctx: &EvalCtx,
     tile_elems: usize,
+    pool: Option<&crate::pool::ChunkPool>,
 ) -> Result<ChunkData> {
     let ts = tiles(region, tile_elems);
     let mut memo = HashMap::new();
     if ts.len() == 1 {
         return eval(node, region, ctx, &mut memo);
     }
-    let mut out = dispatch_dtype!(node.dtype, T => {
-        // Filled completely by the tiles below; zeroing is the cheapest safe initialisation.
-        T::into_chunk(ndarray::ArrayD::<T>::default(region.shape()))
-    });
+    // Filled completely by the tiles below; a pooled buffer avoids first-touch page faults.
+    let mut out = match pool {
+        Some(p) => p.zeros(node.dtype, region.shape()),
+        None => {
+            dispatch_dtype!(node.dtype, T => T::into_chunk(ndarray::ArrayD::<T>::default(region.shape())))
+        }
+    };
     for t in ts {
         memo.clear();
         let v = eval(node, &t, ctx, &mut memo)?;

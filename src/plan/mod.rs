@@ -37,7 +37,13 @@ pub(crate) type TaskId = usize;
 /// What a task does once its inputs are fetched.
 pub(crate) trait TaskBody: Send + Sync {
     /// Runs the task on its inputs (in the order of [`TaskSpec::reads`]).
-    fn run(&self, inputs: &[Arc<ChunkData>]) -> Result<Option<ChunkData>>;
+    fn run(&self, inputs: &[Arc<ChunkData>], env: &TaskEnv) -> Result<Option<ChunkData>>;
+}
+
+/// What the executor lends a running task.
+pub(crate) struct TaskEnv<'a> {
+    /// Reusable chunk buffers.
+    pub(crate) pool: &'a crate::pool::ChunkPool,
 }
 
 /// One task of a plan.
@@ -595,7 +601,7 @@ struct EvalBody {
 }
 
 impl TaskBody for EvalBody {
-    fn run(&self, inputs: &[Arc<ChunkData>]) -> Result<Option<ChunkData>> {
+    fn run(&self, inputs: &[Arc<ChunkData>], env: &TaskEnv) -> Result<Option<ChunkData>> {
         let ctx = build_ctx(&self.pieces, inputs, &self.externals, &self.shared)?;
         let data = if ctx.leaves.contains_key(&self.node.id) {
             // The node is itself stored (persisting a stored array or a reduction result).
@@ -609,13 +615,20 @@ impl TaskBody for EvalBody {
                     Ok,
                 )?
         } else {
-            eval::eval_region_tiled(&self.node, &self.region, &ctx, self.tile_elems)?
+            eval::eval_region_tiled(
+                &self.node,
+                &self.region,
+                &ctx,
+                self.tile_elems,
+                Some(env.pool),
+            )?
         };
         match &self.mode {
             EvalMode::Chunk => Ok(Some(data)),
             EvalMode::Write(sink, idx) => {
                 let data = data.into_dtype(sink.dtype());
                 sink.write_chunk(idx, &data)?;
+                env.pool.recycle(data);
                 Ok(None)
             }
         }
@@ -636,7 +649,7 @@ struct PartialBody {
 }
 
 impl TaskBody for PartialBody {
-    fn run(&self, inputs: &[Arc<ChunkData>]) -> Result<Option<ChunkData>> {
+    fn run(&self, inputs: &[Arc<ChunkData>], _env: &TaskEnv) -> Result<Option<ChunkData>> {
         let ctx = build_ctx(&self.pieces, inputs, &self.externals, &self.shared)?;
         let mut acc = TileAcc::new(self.op, self.node.dtype, &self.axes, self.region.shape());
         let mut memo = HashMap::new();
@@ -661,7 +674,7 @@ struct CombineBody {
 }
 
 impl TaskBody for CombineBody {
-    fn run(&self, inputs: &[Arc<ChunkData>]) -> Result<Option<ChunkData>> {
+    fn run(&self, inputs: &[Arc<ChunkData>], _env: &TaskEnv) -> Result<Option<ChunkData>> {
         let parts: Vec<(&ChunkData, f64)> = inputs
             .iter()
             .map(|a| &**a)
@@ -684,7 +697,7 @@ struct EmptyReduceBody {
 }
 
 impl TaskBody for EmptyReduceBody {
-    fn run(&self, _inputs: &[Arc<ChunkData>]) -> Result<Option<ChunkData>> {
+    fn run(&self, _inputs: &[Arc<ChunkData>], _env: &TaskEnv) -> Result<Option<ChunkData>> {
         let v = match self.op {
             ReduceOp::Sum => 0.0,
             _ => f64::NAN,
