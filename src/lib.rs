@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod chunk;
+pub mod codec;
 pub mod dtype;
 pub mod error;
 pub mod grid;
