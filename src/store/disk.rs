@@ -267,6 +267,8 @@ struct PosReader<'a> {
     pos: u64,
     end: u64,
     crc: u32,
+    /// The file ended before `end`.
+    short: bool,
 }
 
 impl Read for PosReader<'_> {
@@ -277,6 +279,7 @@ impl Read for PosReader<'_> {
         }
         let got = self.file.read_at(&mut buf[..n], self.pos)?;
         if got == 0 {
+            self.short = true;
             return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file ends inside the record"));
         }
         self.crc = crc32c::crc32c_append(self.crc, &buf[..got]);
@@ -310,13 +313,20 @@ fn read_pread(rec: &SpillRecord) -> Result<ChunkData> {
                 check_crc(rec, checksum(buf))
             }
             Encoding::ShuffledZstd => {
-                let reader = PosReader { file, pos: start, end: start + h.payload_len, crc: 0 };
+                let reader = PosReader { file, pos: start, end: start + h.payload_len, crc: 0, short: false };
                 let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
-                decompress_into(&mut reader, elem, buf)?;
-                // Drain whatever follows the frame so the checksum covers the whole payload.
-                std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| CodecError(e.to_string()))?;
+                let decoded = decompress_into(&mut reader, elem, buf).and_then(|()| {
+                    // Drain what follows the frame so the checksum covers the whole payload.
+                    std::io::copy(&mut reader, &mut std::io::sink()).map(drop).map_err(|e| CodecError(e.to_string()))
+                });
                 let inner = reader.into_inner();
-                check_crc(rec, inner.crc)
+                match decoded {
+                    Err(_) if inner.short => {
+                        Err(CodecError("short read: the file ends inside the record".into()))
+                    }
+                    Err(e) => Err(e),
+                    Ok(()) => check_crc(rec, inner.crc),
+                }
             }
         }
     });
