@@ -31,12 +31,13 @@ use crate::error::{Error, Result};
 
 /// How spilled records are read back.
 ///
-/// Measured by `tests/store_rss.rs` (a child process spills and reads back 320 MiB through a
-/// 64 MiB budget in 8 MiB chunks; `ru_maxrss` above a baseline child): positional reads keep
-/// the peak at what the decoded chunks take, while mapping adds each record's touched pages on
-/// top of the decoded copy — a mapped file's resident pages count in RSS and in its peak just
-/// like heap, even when the map is dropped right after decoding. So [`SpillRead::Pread`] is
-/// the default; see `BENCHMARKS-store.md` for the figures.
+/// Measured by `tests/store_rss.rs`: a child process spills 256 MiB through a 64 MiB budget in
+/// 8 MiB chunks and reads all of it back; its `ru_maxrss` above a baseline child was +72.0 MiB
+/// with `pread` and +80.0 MiB with per-record maps (glibc's mmap threshold fixed, so allocator
+/// slack does not blur the figures). That is the budget plus the one decoded chunk for
+/// `pread`, and one more record's worth for maps: the mapped pages are touched while decoding
+/// and count in RSS, and in its peak, until the map is dropped, however soon that is. So
+/// [`SpillRead::Pread`] is the default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SpillRead {
     /// `pread` straight into the decoded chunk (raw records) or through a 1 MiB buffer into
