@@ -108,7 +108,7 @@ fn spilling_through_the_disk_tier_keeps_peak_rss_within_the_budget() {
         // The two read modes are compared where allocator slack does not blur them.
         let mmap = fixed.then(|| run_child("mmap", fixed).saturating_sub(base));
         println!(
-            "peak RSS over a {:.1} MiB baseline (malloc mmap threshold {}): pread +{:.1} MiB, mmap +{:.1} MiB; \
+            "peak RSS over a {:.1} MiB baseline (malloc mmap threshold {}): pread +{:.1} MiB, mmap {}; \
              budget {} MiB, chunk 8 MiB, {} MiB spilled",
             mib(base),
             if fixed { "fixed at 1 MiB" } else { "glibc default" },
