@@ -22,15 +22,31 @@ enum Mode {
     DiskMmap,
 }
 
-const MODES: [Mode; 5] = [Mode::Facade, Mode::Hot, Mode::Compressed, Mode::Disk, Mode::DiskMmap];
+const MODES: [Mode; 5] = [
+    Mode::Facade,
+    Mode::Hot,
+    Mode::Compressed,
+    Mode::Disk,
+    Mode::DiskMmap,
+];
 
 fn config(mode: Mode) -> StoreConfig {
     match mode {
         Mode::Facade | Mode::Hot => StoreConfig::default(),
         // Every chunk that shrinks at all is kept compressed.
-        Mode::Compressed => StoreConfig { min_compression_ratio: 0.0, ..Default::default() },
-        Mode::Disk => StoreConfig { compressed_tier: false, ..Default::default() },
-        Mode::DiskMmap => StoreConfig { compressed_tier: false, spill_read: SpillRead::Mmap, ..Default::default() },
+        Mode::Compressed => StoreConfig {
+            min_compression_ratio: 0.0,
+            ..Default::default()
+        },
+        Mode::Disk => StoreConfig {
+            compressed_tier: false,
+            ..Default::default()
+        },
+        Mode::DiskMmap => StoreConfig {
+            compressed_tier: false,
+            spill_read: SpillRead::Mmap,
+            ..Default::default()
+        },
     }
 }
 
@@ -60,11 +76,22 @@ fn place(store: &ChunkStore, mode: Mode, key: ChunkKey, chunk: ChunkData) -> Tie
 /// Deterministic values with some structure (they compress) and some variety.
 fn chunk(dtype: DType, shape: &[usize], seed: u64) -> ChunkData {
     let n: usize = shape.iter().product();
-    let v: Vec<f64> = (0..n as u64).map(|i| ((i * 7 + seed * 13) % 23) as f64 * 1.5 - 9.0).collect();
+    let v: Vec<f64> = (0..n as u64)
+        .map(|i| ((i * 7 + seed * 13) % 23) as f64 * 1.5 - 9.0)
+        .collect();
     ChunkData::from(ArrayD::from_shape_vec(IxDyn(shape), v).unwrap()).cast(dtype)
 }
 
-const SHAPES: [&[usize]; 8] = [&[], &[0], &[1], &[300], &[17, 33], &[0, 4], &[5, 6, 7], &[3, 4, 5, 6]];
+const SHAPES: [&[usize]; 8] = [
+    &[],
+    &[0],
+    &[1],
+    &[300],
+    &[17, 33],
+    &[0, 4],
+    &[5, 6, 7],
+    &[3, 4, 5, 6],
+];
 
 #[test]
 fn every_dtype_and_rank_round_trips() {
@@ -78,7 +105,9 @@ fn every_dtype_and_rank_round_trips() {
                 let tier = place(&s, mode, k, c.clone());
                 match mode {
                     Mode::Hot => assert_eq!(tier, Tier::Hot),
-                    Mode::Compressed if c.len() >= 300 => assert_eq!(tier, Tier::Compressed, "{dtype} {shape:?}"),
+                    Mode::Compressed if c.len() >= 300 => {
+                        assert_eq!(tier, Tier::Compressed, "{dtype} {shape:?}")
+                    }
                     _ => {}
                 }
                 assert_eq!(*s.peek(k).unwrap(), c, "{mode:?} peek {dtype} {shape:?}");
@@ -93,9 +122,15 @@ fn every_dtype_and_rank_round_trips() {
         }
         let st = s.stats();
         assert_eq!(st.chunks, kept.len() as u64);
-        assert!(st.hot_bytes + st.compressed_bytes <= budget_for(mode), "{mode:?} {st:?}");
+        assert!(
+            st.hot_bytes + st.compressed_bytes <= budget_for(mode),
+            "{mode:?} {st:?}"
+        );
         if mode == Mode::Facade {
-            assert!(st.bytes_spilled > 0 && st.bytes_read_back > 0, "the small budget made it spill: {st:?}");
+            assert!(
+                st.bytes_spilled > 0 && st.bytes_read_back > 0,
+                "the small budget made it spill: {st:?}"
+            );
         }
     }
 }
@@ -104,7 +139,11 @@ fn every_dtype_and_rank_round_trips() {
 fn least_recently_used_is_demoted_first() {
     for mode in MODES {
         let n = 2000; // 16 000 bytes of f64
-        let budget = if mode == Mode::Facade { 3 * 16_000 + 100 } else { 1 << 30 };
+        let budget = if mode == Mode::Facade {
+            3 * 16_000 + 100
+        } else {
+            1 << 30
+        };
         let s = store(mode, budget);
         let keys: Vec<ChunkKey> = (0..3).map(|_| ChunkKey::fresh()).collect();
         for (i, &k) in keys.iter().enumerate() {
@@ -112,27 +151,47 @@ fn least_recently_used_is_demoted_first() {
         }
         let before: Vec<Tier> = keys.iter().map(|&k| s.tier_of(k).unwrap()).collect();
         // Hold the rest of the budget so reads cannot promote: only recency changes.
-        let blocker = s.budget().try_reserve(s.budget().available_bytes()).unwrap();
+        let blocker = s
+            .budget()
+            .try_reserve(s.budget().available_bytes())
+            .unwrap();
         s.get(keys[0]).unwrap();
-        assert_eq!(s.tier_of(keys[0]), Some(before[0]), "{mode:?}: no promotion without budget");
+        assert_eq!(
+            s.tier_of(keys[0]),
+            Some(before[0]),
+            "{mode:?}: no promotion without budget"
+        );
         drop(blocker);
         match mode {
             Mode::Facade => {
                 // A fourth chunk does not fit: the least recently used (keys[1]) makes room.
                 let d = ChunkKey::fresh();
-                assert_eq!(s.put(d, Arc::new(chunk(DType::F64, &[n], 9))).unwrap(), Tier::Hot);
+                assert_eq!(
+                    s.put(d, Arc::new(chunk(DType::F64, &[n], 9))).unwrap(),
+                    Tier::Hot
+                );
                 assert_ne!(s.tier_of(keys[1]), Some(Tier::Hot));
                 assert_eq!(s.tier_of(keys[0]), Some(Tier::Hot));
                 assert_eq!(s.tier_of(keys[2]), Some(Tier::Hot));
             }
             Mode::Hot | Mode::Compressed => {
-                let blocker = s.budget().try_reserve(s.budget().available_bytes()).unwrap();
+                let blocker = s
+                    .budget()
+                    .try_reserve(s.budget().available_bytes())
+                    .unwrap();
                 assert!(s.demote(1).unwrap() > 0);
                 let after: Vec<Tier> = keys.iter().map(|&k| s.tier_of(k).unwrap()).collect();
-                assert_ne!(after[1], before[1], "{mode:?}: keys[1] is the least recently used");
+                assert_ne!(
+                    after[1], before[1],
+                    "{mode:?}: keys[1] is the least recently used"
+                );
                 assert_eq!((after[0], after[2]), (before[0], before[2]), "{mode:?}");
                 assert!(s.demote(1).unwrap() > 0);
-                assert_ne!(s.tier_of(keys[2]).unwrap(), before[2], "{mode:?}: then keys[2]");
+                assert_ne!(
+                    s.tier_of(keys[2]).unwrap(),
+                    before[2],
+                    "{mode:?}: then keys[2]"
+                );
                 assert_eq!(s.tier_of(keys[0]).unwrap(), before[0]);
                 drop(blocker);
             }
@@ -144,7 +203,11 @@ fn least_recently_used_is_demoted_first() {
             }
         }
         for (i, &k) in keys.iter().enumerate() {
-            assert_eq!(*s.get(k).unwrap(), chunk(DType::F64, &[n], i as u64), "{mode:?}");
+            assert_eq!(
+                *s.get(k).unwrap(),
+                chunk(DType::F64, &[n], i as u64),
+                "{mode:?}"
+            );
         }
     }
 }
@@ -152,7 +215,11 @@ fn least_recently_used_is_demoted_first() {
 #[test]
 fn pinned_chunks_are_never_demoted() {
     for mode in MODES {
-        let budget = if mode == Mode::Facade { 40_000 } else { 1 << 30 };
+        let budget = if mode == Mode::Facade {
+            40_000
+        } else {
+            1 << 30
+        };
         let s = store(mode, budget);
         let a = ChunkKey::fresh();
         let t = place(&s, mode, a, chunk(DType::I64, &[2000], 1));
@@ -164,7 +231,8 @@ fn pinned_chunks_are_never_demoted() {
         if mode == Mode::Facade {
             // Puts that do not fit around the pinned chunk go to disk instead of moving it.
             for i in 0..5 {
-                s.put(ChunkKey::fresh(), Arc::new(chunk(DType::I64, &[2000], i))).unwrap();
+                s.put(ChunkKey::fresh(), Arc::new(chunk(DType::I64, &[2000], i)))
+                    .unwrap();
             }
         }
         assert_eq!(s.tier_of(a), Some(t), "{mode:?}");
@@ -176,7 +244,10 @@ fn pinned_chunks_are_never_demoted() {
             assert_ne!(after, t, "{mode:?}: unpinned, it moves");
         }
         assert_eq!(*s.get(a).unwrap(), chunk(DType::I64, &[2000], 1));
-        assert!(matches!(s.pin(ChunkKey::fresh()), Err(Error::MissingChunk(_))));
+        assert!(matches!(
+            s.pin(ChunkKey::fresh()),
+            Err(Error::MissingChunk(_))
+        ));
     }
 }
 
@@ -196,17 +267,27 @@ fn removal_frees_every_tier() {
             assert!(matches!(s.get(k), Err(Error::MissingChunk(n)) if n == k.0));
         }
         let st = s.stats();
-        assert_eq!((st.chunks, st.hot_bytes, st.compressed_bytes, st.disk_bytes), (0, 0, 0, 0), "{mode:?} {st:?}");
+        assert_eq!(
+            (st.chunks, st.hot_bytes, st.compressed_bytes, st.disk_bytes),
+            (0, 0, 0, 0),
+            "{mode:?} {st:?}"
+        );
         assert_eq!(s.budget().reserved_bytes(), 0, "{mode:?}");
         // Emptied spill files are deleted or truncated for reuse.
-        let on_disk: u64 = std::fs::read_dir(s.spill_path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+        let on_disk: u64 = std::fs::read_dir(s.spill_path())
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
         assert!(on_disk <= st.spill_file_bytes, "{mode:?}");
     }
 }
 
 /// The only spill file of a store that has spilled one record, with its header length.
 fn only_file(s: &ChunkStore) -> std::path::PathBuf {
-    let files: Vec<_> = std::fs::read_dir(s.spill_path()).unwrap().map(|e| e.unwrap().path()).collect();
+    let files: Vec<_> = std::fs::read_dir(s.spill_path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(files.len(), 1);
     files[0].clone()
 }
@@ -225,7 +306,11 @@ fn corrupt_and_short_records_are_errors_never_wrong_numbers() {
                 while s.demote_chunk(k).unwrap() != Tier::Disk {}
             }
             let path = only_file(&s);
-            let f = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .unwrap();
             let len = f.metadata().unwrap().len();
             match damage {
                 "payload" => {

@@ -69,17 +69,29 @@ fn evicted_and_removed_chunks_are_freed_and_spill_files_go_with_the_store() {
     for compressed_tier in [true, false] {
         let store = ChunkStore::new(
             MemoryBudget::new(4 * MIB as u64),
-            StoreConfig { compressed_tier, spill_dir: spill_dir.clone(), ..Default::default() },
+            StoreConfig {
+                compressed_tier,
+                spill_dir: spill_dir.clone(),
+                ..Default::default()
+            },
         )
         .unwrap();
         let mut weak = Vec::new();
         for i in 0..12 {
-            let c = Arc::new(if i % 2 == 0 { steps(MIB / 8) } else { noise(MIB / 8, i) });
+            let c = Arc::new(if i % 2 == 0 {
+                steps(MIB / 8)
+            } else {
+                noise(MIB / 8, i)
+            });
             weak.push((ChunkKey::fresh(), Arc::downgrade(&c)));
             store.put(weak[i as usize].0, c).unwrap();
         }
         for (k, w) in &weak {
-            assert_eq!(w.upgrade().is_some(), store.tier_of(*k) == Some(Tier::Hot), "only hot chunks stay decoded");
+            assert_eq!(
+                w.upgrade().is_some(),
+                store.tier_of(*k) == Some(Tier::Hot),
+                "only hot chunks stay decoded"
+            );
         }
         for (k, _) in &weak {
             assert!(store.remove(*k));
@@ -94,24 +106,37 @@ fn evicted_and_removed_chunks_are_freed_and_spill_files_go_with_the_store() {
     let before = live();
     let store = ChunkStore::new(
         MemoryBudget::new(4 * MIB as u64),
-        StoreConfig { spill_dir: spill_dir.clone(), ..Default::default() },
+        StoreConfig {
+            spill_dir: spill_dir.clone(),
+            ..Default::default()
+        },
     )
     .unwrap();
     let keys: Vec<ChunkKey> = (0..24).map(|_| ChunkKey::fresh()).collect();
     for (i, &k) in keys.iter().enumerate() {
-        let c = if i % 2 == 0 { steps(MIB / 8) } else { noise(MIB / 8, i as u64) };
+        let c = if i % 2 == 0 {
+            steps(MIB / 8)
+        } else {
+            noise(MIB / 8, i as u64)
+        };
         store.put(k, Arc::new(c)).unwrap();
     }
     let held = live() - before;
     let st = store.stats();
     assert!(st.disk_chunks > 0 && st.compressed_chunks > 0, "{st:?}");
     // Budget plus the index, the LRU nodes and shapes: far below one chunk of slack.
-    assert!(held <= 4 * MIB as i64 + MIB as i64 / 4, "heap held {held} bytes for a 4 MiB budget");
+    assert!(
+        held <= 4 * MIB as i64 + MIB as i64 / 4,
+        "heap held {held} bytes for a 4 MiB budget"
+    );
     for &k in &keys {
         assert!(store.remove(k));
     }
     let after_remove = live() - before;
-    assert!(after_remove < 64 * 1024, "{after_remove} bytes still held after removing every chunk");
+    assert!(
+        after_remove < 64 * 1024,
+        "{after_remove} bytes still held after removing every chunk"
+    );
 
     // 3. Spill files are gone after the store drops ...
     let path = store.spill_path().to_path_buf();
@@ -123,7 +148,11 @@ fn evicted_and_removed_chunks_are_freed_and_spill_files_go_with_the_store() {
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let store = ChunkStore::new(
             MemoryBudget::new(MIB as u64),
-            StoreConfig { spill_dir: spill_dir.clone(), max_spill_bytes: Some(3 * MIB as u64), ..Default::default() },
+            StoreConfig {
+                spill_dir: spill_dir.clone(),
+                max_spill_bytes: Some(3 * MIB as u64),
+                ..Default::default()
+            },
         )
         .unwrap();
         let path = store.spill_path().to_path_buf();
@@ -145,7 +174,10 @@ fn evicted_and_removed_chunks_are_freed_and_spill_files_go_with_the_store() {
         }
         unreachable!("the spill cap was never reached");
     }));
-    let path = *result.unwrap_err().downcast::<std::path::PathBuf>().unwrap();
+    let path = *result
+        .unwrap_err()
+        .downcast::<std::path::PathBuf>()
+        .unwrap();
     assert!(!path.exists(), "spill folder left behind after a failure");
     assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 0);
 }

@@ -13,7 +13,12 @@ const LIMIT: u64 = 12_000;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Put { key: u8, len: usize, seed: u64, smooth: bool },
+    Put {
+        key: u8,
+        len: usize,
+        seed: u64,
+        smooth: bool,
+    },
     Get(u8),
     Peek(u8),
     Pin(u8),
@@ -79,37 +84,62 @@ fn check(store: &ChunkStore, m: &Model, base: u64) -> Result<(), TestCaseError> 
     for k in 0..6u8 {
         match m.values.get(&k) {
             Some(v) => {
-                let got = store.peek(key(k, base)).map_err(|e| TestCaseError::fail(format!("peek {k}: {e}")))?;
+                let got = store
+                    .peek(key(k, base))
+                    .map_err(|e| TestCaseError::fail(format!("peek {k}: {e}")))?;
                 prop_assert_eq!(&*got, v);
                 let t = store.tier_of(key(k, base)).unwrap();
                 if let Some(&(n, max_rank)) = m.pins.get(&k)
                     && n > 0
                 {
-                    prop_assert!(rank(t) <= max_rank, "pinned chunk {} moved down to {:?}", k, t);
+                    prop_assert!(
+                        rank(t) <= max_rank,
+                        "pinned chunk {} moved down to {:?}",
+                        k,
+                        t
+                    );
                 }
             }
             None => {
                 prop_assert!(!store.contains(key(k, base)));
-                prop_assert!(matches!(store.peek(key(k, base)), Err(Error::MissingChunk(_))));
+                prop_assert!(matches!(
+                    store.peek(key(k, base)),
+                    Err(Error::MissingChunk(_))
+                ));
             }
         }
     }
     let s = store.stats();
     prop_assert!(s.hot_bytes + s.compressed_bytes <= LIMIT, "{:?}", s);
-    prop_assert_eq!(store.budget().reserved_bytes(), s.hot_bytes + s.compressed_bytes);
+    prop_assert_eq!(
+        store.budget().reserved_bytes(),
+        s.hot_bytes + s.compressed_bytes
+    );
     prop_assert_eq!(s.chunks, m.values.len() as u64);
     prop_assert!(s.disk_chunks <= s.chunks);
     Ok(())
 }
 
 fn run(ops: Vec<Op>, compressed_tier: bool) -> Result<(), TestCaseError> {
-    let cfg = StoreConfig { compressed_tier, spill_file_bytes: 16_384, ..Default::default() };
+    let cfg = StoreConfig {
+        compressed_tier,
+        spill_file_bytes: 16_384,
+        ..Default::default()
+    };
     let store = ChunkStore::new(MemoryBudget::new(LIMIT), cfg).unwrap();
     let base = ChunkKey::fresh().0 * 1000;
-    let mut m = Model { values: HashMap::new(), pins: HashMap::new() };
+    let mut m = Model {
+        values: HashMap::new(),
+        pins: HashMap::new(),
+    };
     for op in ops {
         match op {
-            Op::Put { key: k, len, seed, smooth } => {
+            Op::Put {
+                key: k,
+                len,
+                seed,
+                smooth,
+            } => {
                 let c = data(len, seed, smooth);
                 let tier = store.put(key(k, base), Arc::new(c.clone())).unwrap();
                 prop_assert!(tier != Tier::Compressed);
@@ -120,11 +150,21 @@ fn run(ops: Vec<Op>, compressed_tier: bool) -> Result<(), TestCaseError> {
                 m.pins.remove(&k);
             }
             Op::Get(k) | Op::Peek(k) => {
-                let got = if matches!(op, Op::Get(_)) { store.get(key(k, base)) } else { store.peek(key(k, base)) };
+                let got = if matches!(op, Op::Get(_)) {
+                    store.get(key(k, base))
+                } else {
+                    store.peek(key(k, base))
+                };
                 match (got, m.values.get(&k)) {
                     (Ok(g), Some(v)) => prop_assert_eq!(&*g, v),
                     (Err(Error::MissingChunk(_)), None) => {}
-                    (g, v) => prop_assert!(false, "get {} gave {:?}, model has {:?}", k, g.map(|_| ()), v.is_some()),
+                    (g, v) => prop_assert!(
+                        false,
+                        "get {} gave {:?}, model has {:?}",
+                        k,
+                        g.map(|_| ()),
+                        v.is_some()
+                    ),
                 }
             }
             Op::Pin(k) => match (store.pin(key(k, base)), m.values.contains_key(&k)) {
@@ -135,7 +175,9 @@ fn run(ops: Vec<Op>, compressed_tier: bool) -> Result<(), TestCaseError> {
                     e.1 = e.1.min(t);
                 }
                 (Err(Error::MissingChunk(_)), false) => {}
-                (r, present) => prop_assert!(false, "pin {} gave {:?} with present={}", k, r, present),
+                (r, present) => {
+                    prop_assert!(false, "pin {} gave {:?} with present={}", k, r, present)
+                }
             },
             Op::Unpin(k) => {
                 store.unpin(key(k, base));
@@ -154,7 +196,11 @@ fn run(ops: Vec<Op>, compressed_tier: bool) -> Result<(), TestCaseError> {
                 store.demote(b).unwrap();
             }
             Op::DemoteBelady(b) => {
-                store.demote_with(b, &|k: ChunkKey| (k.0 % 3 != 0).then_some(k.0 % 7)).unwrap();
+                store
+                    .demote_with(b, &|k: ChunkKey| {
+                        (!k.0.is_multiple_of(3)).then_some(k.0 % 7)
+                    })
+                    .unwrap();
             }
             Op::DemoteChunk(k) => match store.demote_chunk(key(k, base)) {
                 Ok(_) => prop_assert!(m.values.contains_key(&k)),

@@ -46,7 +46,11 @@ fn child(role: &str) {
     };
     // The compressed tier is off: this random data would skip it anyway, and the test is
     // about the disk tier's reads.
-    let cfg = StoreConfig { compressed_tier: false, spill_read: mode, ..Default::default() };
+    let cfg = StoreConfig {
+        compressed_tier: false,
+        spill_read: mode,
+        ..Default::default()
+    };
     let store = ChunkStore::new(MemoryBudget::new(BUDGET), cfg).unwrap();
     if role == "baseline" {
         return;
@@ -59,9 +63,14 @@ fn child(role: &str) {
     assert!(s.disk_chunks >= CHUNKS - BUDGET / (8 * MIB), "{s:?}");
     for (i, &k) in keys.iter().enumerate() {
         let got = store.get(k).unwrap();
-        let ChunkData::I64(a) = &*got else { panic!("chunk {i} changed dtype") };
+        let ChunkData::I64(a) = &*got else {
+            panic!("chunk {i} changed dtype")
+        };
         let a = a.as_slice().expect("decoded chunks are in standard layout");
-        assert!(a.len() == CHUNK_ELEMS && a.iter().copied().eq(values(i as u64)), "chunk {i} read back wrong");
+        assert!(
+            a.len() == CHUNK_ELEMS && a.iter().copied().eq(values(i as u64)),
+            "chunk {i} read back wrong"
+        );
         drop(got);
         store.remove(k);
     }
@@ -77,12 +86,15 @@ fn child(role: &str) {
 fn run_child(role: &str, fixed_mmap_threshold: bool) -> u64 {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = Command::new(exe);
-    cmd.args(["--exact", TEST, "--nocapture", "--test-threads=1"]).env(ROLE, role);
+    cmd.args(["--exact", TEST, "--nocapture", "--test-threads=1"])
+        .env(ROLE, role);
     if fixed_mmap_threshold {
         cmd.env("MALLOC_MMAP_THRESHOLD_", "1048576");
     } else {
         cmd.env_remove("MALLOC_MMAP_THRESHOLD_");
     }
+    // Reaped by the wait4 below, which std's Child does not know about.
+    #[allow(clippy::zombie_processes)]
     let child = cmd.spawn().unwrap();
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
@@ -90,7 +102,10 @@ fn run_child(role: &str, fixed_mmap_threshold: bool) -> u64 {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(r, pid, "wait4 failed");
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child {role} failed: status {status}");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child {role} failed: status {status}"
+    );
     usage.ru_maxrss as u64 * 1024 // KiB on Linux
 }
 
@@ -111,20 +126,36 @@ fn spilling_through_the_disk_tier_keeps_peak_rss_within_the_budget() {
             "peak RSS over a {:.1} MiB baseline (malloc mmap threshold {}): pread +{:.1} MiB, mmap {}; \
              budget {} MiB, chunk 8 MiB, {} MiB spilled",
             mib(base),
-            if fixed { "fixed at 1 MiB" } else { "glibc default" },
+            if fixed {
+                "fixed at 1 MiB"
+            } else {
+                "glibc default"
+            },
             mib(pread),
             mmap.map_or("not run".to_string(), |m| format!("+{:.1} MiB", mib(m))),
             BUDGET / MIB,
             CHUNKS * 8,
         );
-        assert!(pread <= BUDGET + overhead, "pread: peak RSS {} MiB over the baseline", mib(pread));
+        assert!(
+            pread <= BUDGET + overhead,
+            "pread: peak RSS {} MiB over the baseline",
+            mib(pread)
+        );
         if let Some(m) = mmap {
-            assert!(m <= BUDGET + overhead, "mmap: peak RSS {} MiB over the baseline", mib(m));
+            assert!(
+                m <= BUDGET + overhead,
+                "mmap: peak RSS {} MiB over the baseline",
+                mib(m)
+            );
         }
         if fixed {
             // Without allocator slack the store's own share is visible: the budget plus the
             // one decoded chunk the reader holds, and nothing for the disk tier's reads.
-            assert!(pread <= BUDGET + 8 * MIB + 4 * MIB, "pread: peak RSS {} MiB over the baseline", mib(pread));
+            assert!(
+                pread <= BUDGET + 8 * MIB + 4 * MIB,
+                "pread: peak RSS {} MiB over the baseline",
+                mib(pread)
+            );
         }
     }
 }

@@ -108,7 +108,9 @@ pub fn chunk_from_bytes(
         DType::Bool => {
             let raw = build::<u8>(shape, n, fill)?;
             if let Some(bad) = raw.iter().find(|&&b| b > 1) {
-                return Err(CodecError(format!("bool element holds byte {bad}, not 0 or 1")));
+                return Err(CodecError(format!(
+                    "bool element holds byte {bad}, not 0 or 1"
+                )));
             }
             ChunkData::Bool(raw.mapv(|b| b != 0))
         }
@@ -126,7 +128,9 @@ mod tests {
 
     #[test]
     fn non_standard_layout_is_copied_in_c_order() {
-        let a = ndarray::arr2(&[[1u8, 2], [3, 4]]).reversed_axes().into_dyn();
+        let a = ndarray::arr2(&[[1u8, 2], [3, 4]])
+            .reversed_axes()
+            .into_dyn();
         let c = ChunkData::U8(a);
         assert_eq!(&*chunk_bytes(&c), &[1, 3, 2, 4]);
     }

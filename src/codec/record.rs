@@ -92,22 +92,33 @@ impl RecordHeader {
     /// dtype or encoding.
     pub fn decode(bytes: &[u8]) -> Result<RecordHeader, CodecError> {
         if bytes.len() < FIXED + 4 {
-            return Err(CodecError(format!("header is {} bytes, shorter than the minimum {}", bytes.len(), FIXED + 4)));
+            return Err(CodecError(format!(
+                "header is {} bytes, shorter than the minimum {}",
+                bytes.len(),
+                FIXED + 4
+            )));
         }
         if bytes[..8] != MAGIC {
-            return Err(CodecError("record does not start with the spill magic".into()));
+            return Err(CodecError(
+                "record does not start with the spill magic".into(),
+            ));
         }
         let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().expect("8 bytes"));
         let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
         let ndim = u16::from_le_bytes([bytes[38], bytes[39]]) as usize;
         let len = Self::len_for_ndim(ndim);
         if bytes.len() < len {
-            return Err(CodecError(format!("header of {ndim} dimensions needs {len} bytes, got {}", bytes.len())));
+            return Err(CodecError(format!(
+                "header of {ndim} dimensions needs {len} bytes, got {}",
+                bytes.len()
+            )));
         }
         let stored = u32_at(len - 4);
         let actual = checksum(&bytes[..len - 4]);
         if stored != actual {
-            return Err(CodecError(format!("header checksum {actual:#010x} does not match the stored {stored:#010x}")));
+            return Err(CodecError(format!(
+                "header checksum {actual:#010x} does not match the stored {stored:#010x}"
+            )));
         }
         let dtype = *DType::ALL
             .get(bytes[36] as usize)
@@ -118,7 +129,10 @@ impl RecordHeader {
             e => return Err(CodecError(format!("unknown encoding code {e}"))),
         };
         let shape = (0..ndim)
-            .map(|i| usize::try_from(u64_at(FIXED + 8 * i)).map_err(|_| CodecError("dimension exceeds usize".into())))
+            .map(|i| {
+                usize::try_from(u64_at(FIXED + 8 * i))
+                    .map_err(|_| CodecError("dimension exceeds usize".into()))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(RecordHeader {
             key: u64_at(8),
@@ -133,7 +147,10 @@ impl RecordHeader {
 }
 
 fn dtype_code(d: DType) -> u8 {
-    DType::ALL.iter().position(|&x| x == d).expect("every dtype is in ALL") as u8
+    DType::ALL
+        .iter()
+        .position(|&x| x == d)
+        .expect("every dtype is in ALL") as u8
 }
 
 #[cfg(test)]
@@ -158,7 +175,10 @@ mod tests {
         for i in 0..bytes.len() {
             let mut b = bytes.clone();
             b[i] ^= 0x40;
-            assert!(RecordHeader::decode(&b).is_err(), "flip at byte {i} went unnoticed");
+            assert!(
+                RecordHeader::decode(&b).is_err(),
+                "flip at byte {i} went unnoticed"
+            );
         }
         assert!(RecordHeader::decode(&bytes[..bytes.len() - 1]).is_err());
         assert_eq!(RecordHeader::decode(&bytes).unwrap(), header());
@@ -166,7 +186,10 @@ mod tests {
 
     #[test]
     fn zero_dimensional_header() {
-        let h = RecordHeader { shape: vec![], ..header() };
+        let h = RecordHeader {
+            shape: vec![],
+            ..header()
+        };
         assert_eq!(h.encoded_len(), 44);
         assert_eq!(RecordHeader::decode(&h.encode()).unwrap(), h);
     }

@@ -62,8 +62,15 @@ pub fn unshuffle(src: &[u8], elem_size: usize, dst: &mut [u8]) {
 }
 
 fn check(src: &[u8], elem_size: usize, dst: &[u8]) {
-    assert_eq!(src.len(), dst.len(), "shuffle: source and destination lengths differ");
-    assert!(elem_size == 0 || src.len() % elem_size == 0, "shuffle: length is not a multiple of the element size");
+    assert_eq!(
+        src.len(),
+        dst.len(),
+        "shuffle: source and destination lengths differ"
+    );
+    assert!(
+        elem_size == 0 || src.len().is_multiple_of(elem_size),
+        "shuffle: length is not a multiple of the element size"
+    );
 }
 
 fn shuffle_generic(src: &[u8], k: usize, dst: &mut [u8]) {
@@ -147,7 +154,8 @@ fn unshuffle8(src: &[u8], dst: &mut [u8]) {
     let mut w = [0u64; 8];
     for i0 in (0..full).step_by(8) {
         for (b, word) in w.iter_mut().enumerate() {
-            *word = u64::from_le_bytes(src[b * n + i0..b * n + i0 + 8].try_into().expect("8 bytes"));
+            *word =
+                u64::from_le_bytes(src[b * n + i0..b * n + i0 + 8].try_into().expect("8 bytes"));
         }
         transpose8(&mut w);
         let block = &mut dst[i0 * 8..i0 * 8 + 64];
@@ -189,7 +197,8 @@ fn unshuffle4(src: &[u8], dst: &mut [u8]) {
     let mut w = [0u32; 4];
     for i0 in (0..full).step_by(4) {
         for (b, word) in w.iter_mut().enumerate() {
-            *word = u32::from_le_bytes(src[b * n + i0..b * n + i0 + 4].try_into().expect("4 bytes"));
+            *word =
+                u32::from_le_bytes(src[b * n + i0..b * n + i0 + 4].try_into().expect("4 bytes"));
         }
         transpose4(&mut w);
         let block = &mut dst[i0 * 4..i0 * 4 + 16];

@@ -32,18 +32,23 @@ fn codec_err(what: &str, e: std::io::Error) -> CodecError {
 /// assert_eq!(back, raw);
 /// ```
 pub fn compress(raw: &[u8], elem_size: usize, level: i32) -> Result<Vec<u8>, CodecError> {
-    if elem_size == 0 || raw.len() % elem_size != 0 {
-        return Err(CodecError(format!("{} bytes are not a whole number of {elem_size}-byte elements", raw.len())));
+    if elem_size == 0 || !raw.len().is_multiple_of(elem_size) {
+        return Err(CodecError(format!(
+            "{} bytes are not a whole number of {elem_size}-byte elements",
+            raw.len()
+        )));
     }
     // Capacity for the worst case is only virtual memory: untouched pages cost no RSS, and the
     // final shrink hands the tail back (mremap for large buffers, no copy).
     let out = Vec::with_capacity(zstd::zstd_safe::compress_bound(raw.len()));
-    let mut enc = zstd::stream::write::Encoder::new(out, level).map_err(|e| codec_err("zstd encoder", e))?;
+    let mut enc =
+        zstd::stream::write::Encoder::new(out, level).map_err(|e| codec_err("zstd encoder", e))?;
     let mut scratch = vec![0u8; BLOCK_BYTES.min(raw.len())];
     for block in raw.chunks(BLOCK_BYTES) {
         let s = &mut scratch[..block.len()];
         shuffle(block, elem_size, s);
-        enc.write_all(s).map_err(|e| codec_err("zstd compress", e))?;
+        enc.write_all(s)
+            .map_err(|e| codec_err("zstd compress", e))?;
     }
     let mut out = enc.finish().map_err(|e| codec_err("zstd finish", e))?;
     out.shrink_to_fit();
@@ -55,24 +60,38 @@ pub fn compress(raw: &[u8], elem_size: usize, level: i32) -> Result<Vec<u8>, Cod
 ///
 /// # Errors
 /// A [`CodecError`] when the stream is corrupt, ends early, or holds more bytes than `dst`.
-pub fn decompress_into<R: BufRead>(src: R, elem_size: usize, dst: &mut [u8]) -> Result<(), CodecError> {
-    if elem_size == 0 || dst.len() % elem_size != 0 {
-        return Err(CodecError(format!("{} bytes are not a whole number of {elem_size}-byte elements", dst.len())));
+pub fn decompress_into<R: BufRead>(
+    src: R,
+    elem_size: usize,
+    dst: &mut [u8],
+) -> Result<(), CodecError> {
+    if elem_size == 0 || !dst.len().is_multiple_of(elem_size) {
+        return Err(CodecError(format!(
+            "{} bytes are not a whole number of {elem_size}-byte elements",
+            dst.len()
+        )));
     }
-    let mut dec = zstd::stream::read::Decoder::with_buffer(src).map_err(|e| codec_err("zstd decoder", e))?.single_frame();
+    let mut dec = zstd::stream::read::Decoder::with_buffer(src)
+        .map_err(|e| codec_err("zstd decoder", e))?
+        .single_frame();
     let mut scratch = vec![0u8; BLOCK_BYTES.min(dst.len())];
     let total = dst.len();
     for (i, block) in dst.chunks_mut(BLOCK_BYTES).enumerate() {
         let s = &mut scratch[..block.len()];
         dec.read_exact(s).map_err(|e| {
-            CodecError(format!("zstd stream ends early or is corrupt at byte {} of {total}: {e}", i * BLOCK_BYTES))
+            CodecError(format!(
+                "zstd stream ends early or is corrupt at byte {} of {total}: {e}",
+                i * BLOCK_BYTES
+            ))
         })?;
         unshuffle(s, elem_size, block);
     }
     let mut extra = [0u8; 1];
     match dec.read(&mut extra) {
         Ok(0) => Ok(()),
-        Ok(_) => Err(CodecError(format!("zstd stream holds more than the expected {total} bytes"))),
+        Ok(_) => Err(CodecError(format!(
+            "zstd stream holds more than the expected {total} bytes"
+        ))),
         Err(e) => Err(codec_err("zstd stream is corrupt after its data", e)),
     }
 }
@@ -130,8 +149,17 @@ mod tests {
 
     #[test]
     fn round_trip_across_block_boundaries() {
-        for len in [0usize, 8, BLOCK_BYTES - 8, BLOCK_BYTES, BLOCK_BYTES + 24, 3 * BLOCK_BYTES + 800] {
-            let raw: Vec<u8> = (0..len / 8).flat_map(|i| ((i as f64) * 0.25).to_ne_bytes()).collect();
+        for len in [
+            0usize,
+            8,
+            BLOCK_BYTES - 8,
+            BLOCK_BYTES,
+            BLOCK_BYTES + 24,
+            3 * BLOCK_BYTES + 800,
+        ] {
+            let raw: Vec<u8> = (0..len / 8)
+                .flat_map(|i| ((i as f64) * 0.25).to_ne_bytes())
+                .collect();
             let packed = compress(&raw, 8, 1).unwrap();
             let mut back = vec![0; raw.len()];
             decompress_into(&packed[..], 8, &mut back).unwrap();
@@ -141,7 +169,9 @@ mod tests {
 
     #[test]
     fn truncated_or_flipped_streams_are_errors() {
-        let raw: Vec<u8> = (0..200_000u32).flat_map(|i| (i as f64).sqrt().to_ne_bytes()).collect();
+        let raw: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i as f64).sqrt().to_ne_bytes())
+            .collect();
         let packed = compress(&raw, 8, 1).unwrap();
         let mut back = vec![0; raw.len()];
         assert!(decompress_into(&packed[..packed.len() / 2], 8, &mut back).is_err());
@@ -156,7 +186,9 @@ mod tests {
         let n = noise(1 << 20);
         let r = sample_ratio(&n, 8, 1);
         assert!(r < 1.05, "noise ratio {r}");
-        let smooth: Vec<u8> = (0..(1 << 17)).flat_map(|i| ((i as f64) * 1e-3).sin().to_ne_bytes()).collect();
+        let smooth: Vec<u8> = (0..(1 << 17))
+            .flat_map(|i| ((i as f64) * 1e-3).sin().to_ne_bytes())
+            .collect();
         assert!(sample_ratio(&smooth, 8, 1) > 1.3);
         assert_eq!(sample_ratio(&[], 8, 1), 1.0);
     }

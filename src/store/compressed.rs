@@ -20,9 +20,18 @@ impl Blob {
     /// Compresses a chunk at `level`.
     pub(crate) fn encode(chunk: &ChunkData, level: i32) -> Result<Blob> {
         let raw = chunk_bytes(chunk);
-        let bytes = compress(&raw, chunk.dtype().size_bytes(), level)
-            .map_err(|e| Error::InvalidConfig { setting: "compression_level", reason: e.0 })?;
-        Ok(Blob { dtype: chunk.dtype(), shape: chunk.shape().to_vec(), raw_len: raw.len() as u64, bytes })
+        let bytes = compress(&raw, chunk.dtype().size_bytes(), level).map_err(|e| {
+            Error::InvalidConfig {
+                setting: "compression_level",
+                reason: e.0,
+            }
+        })?;
+        Ok(Blob {
+            dtype: chunk.dtype(),
+            shape: chunk.shape().to_vec(),
+            raw_len: raw.len() as u64,
+            bytes,
+        })
     }
 
     /// RAM the blob takes (what its reservation holds).
@@ -32,7 +41,11 @@ impl Blob {
 
     /// Uncompressed over compressed bytes.
     pub(crate) fn ratio(&self) -> f64 {
-        if self.bytes.is_empty() { 1.0 } else { self.raw_len as f64 / self.bytes.len() as f64 }
+        if self.bytes.is_empty() {
+            1.0
+        } else {
+            self.raw_len as f64 / self.bytes.len() as f64
+        }
     }
 
     /// Decodes the chunk.
@@ -41,8 +54,13 @@ impl Blob {
     /// [`Error::CorruptSpill`] when the stream does not decode to the recorded shape.
     pub(crate) fn decode(&self, key: u64) -> Result<ChunkData> {
         let elem = self.dtype.size_bytes();
-        chunk_from_bytes(self.dtype, &self.shape, |buf| decompress_into(&self.bytes[..], elem, buf))
-            .map_err(|e| Error::CorruptSpill { key, detail: format!("compressed chunk in RAM: {e}") })
+        chunk_from_bytes(self.dtype, &self.shape, |buf| {
+            decompress_into(&self.bytes[..], elem, buf)
+        })
+        .map_err(|e| Error::CorruptSpill {
+            key,
+            detail: format!("compressed chunk in RAM: {e}"),
+        })
     }
 }
 

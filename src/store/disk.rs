@@ -25,7 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::chunk::ChunkData;
-use crate::codec::{CodecError, Encoding, RecordHeader, checksum, chunk_from_bytes, decompress_into};
+use crate::codec::{
+    CodecError, Encoding, RecordHeader, checksum, chunk_from_bytes, decompress_into,
+};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 
@@ -65,7 +67,8 @@ impl Drop for SpillFile {
     fn drop(&mut self) {
         // Best effort: the folder itself goes with the TempDir in any case.
         let _ = std::fs::remove_file(&self.path);
-        self.used.fetch_sub(self.end.load(Ordering::Acquire), Ordering::AcqRel);
+        self.used
+            .fetch_sub(self.end.load(Ordering::Acquire), Ordering::AcqRel);
     }
 }
 
@@ -124,10 +127,15 @@ impl DiskTier {
         b.prefix("spillway-");
         let dir = match parent {
             Some(p) => b.tempdir_in(p).map_err(|e| Error::io(p, e))?,
-            None => b.tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?,
+            None => b
+                .tempdir()
+                .map_err(|e| Error::io(std::env::temp_dir(), e))?,
         };
         Ok(DiskTier {
-            state: Mutex::new(DiskState { active: None, next_id: 0 }),
+            state: Mutex::new(DiskState {
+                active: None,
+                next_id: 0,
+            }),
             used: Arc::new(AtomicU64::new(0)),
             max_bytes,
             file_bytes: file_bytes.max(1),
@@ -164,7 +172,11 @@ impl DiskTier {
         if let Some(max) = self.max_bytes
             && used + len > max
         {
-            return Err(Error::SpillLimitExceeded { requested: len, used, max });
+            return Err(Error::SpillLimitExceeded {
+                requested: len,
+                used,
+                max,
+            });
         }
         let file = match &st.active {
             Some(a) => Arc::clone(a),
@@ -177,7 +189,12 @@ impl DiskTier {
                     .open(&path)
                     .map_err(|e| Error::io(&path, e))?;
                 st.next_id += 1;
-                let f = Arc::new(SpillFile { path, file, end: AtomicU64::new(0), used: Arc::clone(&self.used) });
+                let f = Arc::new(SpillFile {
+                    path,
+                    file,
+                    end: AtomicU64::new(0),
+                    used: Arc::clone(&self.used),
+                });
                 st.active = Some(Arc::clone(&f));
                 f
             }
@@ -211,10 +228,18 @@ impl DiskTier {
         };
         let head = header.encode();
         let (file, offset) = self.allocate(head.len() as u64 + bytes.len() as u64)?;
-        let rec = Arc::new(SpillRecord { file, offset, header });
+        let rec = Arc::new(SpillRecord {
+            file,
+            offset,
+            header,
+        });
         let f = &rec.file;
-        f.file.write_all_at(&head, offset).map_err(|e| Error::io(&f.path, e))?;
-        f.file.write_all_at(bytes, offset + head.len() as u64).map_err(|e| Error::io(&f.path, e))?;
+        f.file
+            .write_all_at(&head, offset)
+            .map_err(|e| Error::io(&f.path, e))?;
+        f.file
+            .write_all_at(bytes, offset + head.len() as u64)
+            .map_err(|e| Error::io(&f.path, e))?;
         Ok(rec)
     }
 
@@ -233,7 +258,10 @@ impl DiskTier {
 }
 
 fn corrupt(rec: &SpillRecord, detail: impl std::fmt::Display) -> Error {
-    Error::CorruptSpill { key: rec.header.key, detail: format!("{} ({})", detail, rec.describe()) }
+    Error::CorruptSpill {
+        key: rec.header.key,
+        detail: format!("{} ({})", detail, rec.describe()),
+    }
 }
 
 fn io_or_short(rec: &SpillRecord, e: std::io::Error) -> Error {
@@ -247,7 +275,13 @@ fn io_or_short(rec: &SpillRecord, e: std::io::Error) -> Error {
 fn check_header(rec: &SpillRecord, bytes: &[u8]) -> Result<()> {
     let found = RecordHeader::decode(bytes).map_err(|e| corrupt(rec, e))?;
     if found != rec.header {
-        return Err(corrupt(rec, format!("record header {found:?} is not the expected {:?}", rec.header)));
+        return Err(corrupt(
+            rec,
+            format!(
+                "record header {found:?} is not the expected {:?}",
+                rec.header
+            ),
+        ));
     }
     Ok(())
 }
@@ -281,7 +315,10 @@ impl Read for PosReader<'_> {
         let got = self.file.read_at(&mut buf[..n], self.pos)?;
         if got == 0 {
             self.short = true;
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file ends inside the record"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file ends inside the record",
+            ));
         }
         self.crc = crc32c::crc32c_append(self.crc, &buf[..got]);
         self.pos += got as u64;
@@ -293,7 +330,8 @@ fn read_pread(rec: &SpillRecord) -> Result<ChunkData> {
     let h = &rec.header;
     let file = &rec.file.file;
     let mut head = vec![0u8; h.encoded_len()];
-    file.read_exact_at(&mut head, rec.offset).map_err(|e| io_or_short(rec, e))?;
+    file.read_exact_at(&mut head, rec.offset)
+        .map_err(|e| io_or_short(rec, e))?;
     check_header(rec, &head)?;
     let start = rec.offset + head.len() as u64;
     let elem = h.dtype.size_bytes();
@@ -301,7 +339,11 @@ fn read_pread(rec: &SpillRecord) -> Result<ChunkData> {
     let mut io_error = None;
     let chunk = chunk_from_bytes(h.dtype, &h.shape, |buf| {
         if buf.len() as u64 != h.raw_len {
-            return Err(CodecError(format!("shape holds {} bytes but the record says {}", buf.len(), h.raw_len)));
+            return Err(CodecError(format!(
+                "shape holds {} bytes but the record says {}",
+                buf.len(),
+                h.raw_len
+            )));
         }
         match h.encoding {
             Encoding::Raw => {
@@ -314,17 +356,25 @@ fn read_pread(rec: &SpillRecord) -> Result<ChunkData> {
                 check_crc(rec, checksum(buf))
             }
             Encoding::ShuffledZstd => {
-                let reader = PosReader { file, pos: start, end: start + h.payload_len, crc: 0, short: false };
+                let reader = PosReader {
+                    file,
+                    pos: start,
+                    end: start + h.payload_len,
+                    crc: 0,
+                    short: false,
+                };
                 let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
                 let decoded = decompress_into(&mut reader, elem, buf).and_then(|()| {
                     // Drain what follows the frame so the checksum covers the whole payload.
-                    std::io::copy(&mut reader, &mut std::io::sink()).map(drop).map_err(|e| CodecError(e.to_string()))
+                    std::io::copy(&mut reader, &mut std::io::sink())
+                        .map(drop)
+                        .map_err(|e| CodecError(e.to_string()))
                 });
                 let inner = reader.into_inner();
                 match decoded {
-                    Err(_) if inner.short => {
-                        Err(CodecError("short read: the file ends inside the record".into()))
-                    }
+                    Err(_) if inner.short => Err(CodecError(
+                        "short read: the file ends inside the record".into(),
+                    )),
                     Err(e) => Err(e),
                     Ok(()) => check_crc(rec, inner.crc),
                 }
@@ -349,17 +399,31 @@ fn read_mmap(rec: &SpillRecord) -> Result<ChunkData> {
     let file = &rec.file.file;
     let len = rec.len();
     // A mapping past the end of the file faults (SIGBUS) when touched: check first.
-    let file_len = file.metadata().map_err(|e| Error::io(&rec.file.path, e))?.len();
+    let file_len = file
+        .metadata()
+        .map_err(|e| Error::io(&rec.file.path, e))?
+        .len();
     if file_len < rec.offset + len {
-        return Err(corrupt(rec, format!("short read: the file has {file_len} bytes, the record ends at {}", rec.offset + len)));
+        return Err(corrupt(
+            rec,
+            format!(
+                "short read: the file has {file_len} bytes, the record ends at {}",
+                rec.offset + len
+            ),
+        ));
     }
     let page = page_size();
     let start = rec.offset / page * page;
     let delta = (rec.offset - start) as usize;
     // SAFETY: the file is private to this store (a fresh temp folder) and the record is never
     // rewritten while a handle to it exists, so the mapped bytes do not change under us.
-    let map = unsafe { memmap2::MmapOptions::new().offset(start).len(delta + len as usize).map(file) }
-        .map_err(|e| Error::io(&rec.file.path, e))?;
+    let map = unsafe {
+        memmap2::MmapOptions::new()
+            .offset(start)
+            .len(delta + len as usize)
+            .map(file)
+    }
+    .map_err(|e| Error::io(&rec.file.path, e))?;
     let bytes = &map[delta..];
     let hl = h.encoded_len();
     check_header(rec, &bytes[..hl])?;
@@ -368,12 +432,20 @@ fn read_mmap(rec: &SpillRecord) -> Result<ChunkData> {
     let elem = h.dtype.size_bytes();
     let chunk = chunk_from_bytes(h.dtype, &h.shape, |buf| {
         if buf.len() as u64 != h.raw_len {
-            return Err(CodecError(format!("shape holds {} bytes but the record says {}", buf.len(), h.raw_len)));
+            return Err(CodecError(format!(
+                "shape holds {} bytes but the record says {}",
+                buf.len(),
+                h.raw_len
+            )));
         }
         match h.encoding {
             Encoding::Raw => {
                 if payload.len() != buf.len() {
-                    return Err(CodecError(format!("raw payload of {} bytes for {} bytes of elements", payload.len(), buf.len())));
+                    return Err(CodecError(format!(
+                        "raw payload of {} bytes for {} bytes of elements",
+                        payload.len(),
+                        buf.len()
+                    )));
                 }
                 buf.copy_from_slice(payload);
                 Ok(())

@@ -71,11 +71,7 @@ impl Entry {
 
 fn account(stats: &mut StoreStats, e: &Entry, add: bool) {
     fn apply(v: &mut u64, d: u64, add: bool) {
-        if add {
-            *v += d
-        } else {
-            *v -= d
-        }
+        if add { *v += d } else { *v -= d }
     }
     apply(&mut stats.chunks, 1, add);
     match &e.ram {
@@ -115,7 +111,11 @@ pub(crate) enum Claim {
     /// The victim had a disk copy; its RAM copy was dropped on the spot.
     Dropped(u64),
     /// The victim must be encoded outside the lock, then published.
-    Encode { key: ChunkKey, version: u64, victim: Victim },
+    Encode {
+        key: ChunkKey,
+        version: u64,
+        victim: Victim,
+    },
 }
 
 pub(crate) struct Index {
@@ -126,7 +126,11 @@ pub(crate) struct Index {
 
 impl Index {
     pub(crate) fn new() -> Index {
-        Index { lru: LruCache::unbounded(), stats: StoreStats::default(), next_version: 0 }
+        Index {
+            lru: LruCache::unbounded(),
+            stats: StoreStats::default(),
+            next_version: 0,
+        }
     }
 
     pub(crate) fn version(&mut self) -> u64 {
@@ -155,7 +159,11 @@ impl Index {
 
     /// Looks an entry up, marking it recently used when `touch`.
     pub(crate) fn find(&mut self, key: ChunkKey, touch: bool) -> Option<&mut Entry> {
-        if touch { self.lru.get_mut(&key) } else { self.lru.peek_mut(&key) }
+        if touch {
+            self.lru.get_mut(&key)
+        } else {
+            self.lru.peek_mut(&key)
+        }
     }
 
     pub(crate) fn peek(&self, key: ChunkKey) -> Option<&Entry> {
@@ -164,7 +172,11 @@ impl Index {
 
     /// Changes an entry's payload with `f`, keeping the statistics exact and bumping the
     /// version. Returns what `f` returns, or `None` when the key is absent.
-    pub(crate) fn update<R>(&mut self, key: ChunkKey, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
+    pub(crate) fn update<R>(
+        &mut self,
+        key: ChunkKey,
+        f: impl FnOnce(&mut Entry) -> R,
+    ) -> Option<R> {
         let version = self.version();
         let e = self.lru.peek_mut(&key)?;
         account(&mut self.stats, e, false);
@@ -178,7 +190,11 @@ impl Index {
     /// Chooses the next victim of `pass`: unpinned, unclaimed, in that tier. Without
     /// `next_use` the least recently used; with it, chunks not needed again first, then the
     /// farthest next use, ties going to the least recently used (Belady).
-    pub(crate) fn claim(&mut self, pass: Pass, next_use: Option<&dyn Fn(ChunkKey) -> Option<u64>>) -> Option<Claim> {
+    pub(crate) fn claim(
+        &mut self,
+        pass: Pass,
+        next_use: Option<&dyn Fn(ChunkKey) -> Option<u64>>,
+    ) -> Option<Claim> {
         let eligible = |e: &Entry| {
             e.pins == 0
                 && !e.claimed
@@ -189,7 +205,12 @@ impl Index {
                 }
         };
         let key = match next_use {
-            None => self.lru.iter().rev().find(|(_, e)| eligible(e)).map(|(k, _)| *k),
+            None => self
+                .lru
+                .iter()
+                .rev()
+                .find(|(_, e)| eligible(e))
+                .map(|(k, _)| *k),
             Some(f) => {
                 let mut best: Option<(u128, ChunkKey)> = None;
                 for (k, e) in self.lru.iter().rev() {
@@ -228,7 +249,11 @@ impl Index {
             Ram::Empty => return None,
         };
         e.claimed = true;
-        Some(Claim::Encode { key, version: e.version, victim })
+        Some(Claim::Encode {
+            key,
+            version: e.version,
+            victim,
+        })
     }
 
     /// Gives up a claim (the encoding failed or was abandoned).

@@ -245,14 +245,20 @@ impl ChunkStore {
                 ),
             });
         }
-        if !(config.min_compression_ratio >= 0.0) {
+        if config.min_compression_ratio.is_nan() || config.min_compression_ratio < 0.0 {
             return Err(Error::InvalidConfig {
                 setting: "min_compression_ratio",
-                reason: format!("{} is not a ratio of at least 0", config.min_compression_ratio),
+                reason: format!(
+                    "{} is not a ratio of at least 0",
+                    config.min_compression_ratio
+                ),
             });
         }
         if config.spill_file_bytes == 0 {
-            return Err(Error::InvalidConfig { setting: "spill_file_bytes", reason: "must be at least 1 byte".into() });
+            return Err(Error::InvalidConfig {
+                setting: "spill_file_bytes",
+                reason: "must be at least 1 byte".into(),
+            });
         }
         let disk = DiskTier::new(
             config.spill_dir.as_deref(),
@@ -260,7 +266,12 @@ impl ChunkStore {
             config.spill_file_bytes,
             config.spill_read,
         )?;
-        Ok(ChunkStore { budget, config, inner: Mutex::new(Index::new()), disk })
+        Ok(ChunkStore {
+            budget,
+            config,
+            inner: Mutex::new(Index::new()),
+            disk,
+        })
     }
 
     /// The budget the store draws on.
@@ -314,11 +325,22 @@ impl ChunkStore {
             }
         }
         let raw = chunk_bytes(&chunk);
-        let rec = self.disk.write(key.0, chunk.dtype(), chunk.shape(), Payload::Raw(&raw))?;
+        let rec = self
+            .disk
+            .write(key.0, chunk.dtype(), chunk.shape(), Payload::Raw(&raw))?;
         let spilled = rec.len();
         let mut idx = self.lock();
         idx.stats.bytes_spilled += spilled;
-        let old = idx.insert(key, Entry { ram: Ram::Empty, disk: Some(rec), pins: 0, claimed: false, version: 0 });
+        let old = idx.insert(
+            key,
+            Entry {
+                ram: Ram::Empty,
+                disk: Some(rec),
+                pins: 0,
+                claimed: false,
+                version: 0,
+            },
+        );
         drop(idx);
         drop(old);
         Ok(Tier::Disk)
@@ -341,7 +363,12 @@ impl ChunkStore {
     /// store.put_reserved(ChunkKey::fresh(), Arc::new(ChunkData::zeros(DType::I32, &[10])), r).unwrap();
     /// assert_eq!(budget.reserved_bytes(), 40);
     /// ```
-    pub fn put_reserved(&self, key: ChunkKey, chunk: Arc<ChunkData>, mut reservation: Reservation) -> Result<()> {
+    pub fn put_reserved(
+        &self,
+        key: ChunkKey,
+        chunk: Arc<ChunkData>,
+        mut reservation: Reservation,
+    ) -> Result<()> {
         let bytes = chunk.nbytes();
         if reservation.bytes() < bytes {
             reservation.try_grow(bytes - reservation.bytes())?;
@@ -352,7 +379,13 @@ impl ChunkStore {
     }
 
     fn insert_hot(&self, key: ChunkKey, chunk: Arc<ChunkData>, reservation: Reservation) {
-        let entry = Entry { ram: Ram::Hot(HotChunk { chunk, reservation }), disk: None, pins: 0, claimed: false, version: 0 };
+        let entry = Entry {
+            ram: Ram::Hot(HotChunk { chunk, reservation }),
+            disk: None,
+            pins: 0,
+            claimed: false,
+            version: 0,
+        };
         let old = self.lock().insert(key, entry);
         drop(old);
     }
@@ -385,7 +418,11 @@ impl ChunkStore {
             let source = match &e.ram {
                 Ram::Hot(h) => return Ok(Arc::clone(&h.chunk)),
                 Ram::Compressed(c) => Source::Blob(Arc::clone(&c.blob)),
-                Ram::Empty => Source::Disk(Arc::clone(e.disk.as_ref().expect("an entry without RAM copy is on disk"))),
+                Ram::Empty => Source::Disk(Arc::clone(
+                    e.disk
+                        .as_ref()
+                        .expect("an entry without RAM copy is on disk"),
+                )),
             };
             (source, e.version)
         };
@@ -393,16 +430,25 @@ impl ChunkStore {
             Source::Blob(b) => b.decode(key.0)?,
             Source::Disk(r) => self.disk.read(r)?,
         });
-        let promoted = if promote { self.budget.try_reserve(chunk.nbytes()).ok() } else { None };
+        let promoted = if promote {
+            self.budget.try_reserve(chunk.nbytes()).ok()
+        } else {
+            None
+        };
         let mut idx = self.lock();
         match &source {
             Source::Blob(b) => idx.stats.bytes_decompressed += b.raw_len,
             Source::Disk(r) => idx.stats.bytes_read_back += r.len(),
         }
         if let Some(reservation) = promoted {
-            let current = idx.peek(key).is_some_and(|e| e.version == version && !matches!(e.ram, Ram::Hot(_)));
+            let current = idx
+                .peek(key)
+                .is_some_and(|e| e.version == version && !matches!(e.ram, Ram::Hot(_)));
             if current {
-                let hot = HotChunk { chunk: Arc::clone(&chunk), reservation };
+                let hot = HotChunk {
+                    chunk: Arc::clone(&chunk),
+                    reservation,
+                };
                 let old = idx.update(key, |e| std::mem::replace(&mut e.ram, Ram::Hot(hot)));
                 drop(idx);
                 drop(old);
@@ -467,11 +513,19 @@ impl ChunkStore {
     ///
     /// # Errors
     /// As [`demote`](Self::demote).
-    pub fn demote_with(&self, bytes: u64, next_use: &dyn Fn(ChunkKey) -> Option<u64>) -> Result<u64> {
+    pub fn demote_with(
+        &self,
+        bytes: u64,
+        next_use: &dyn Fn(ChunkKey) -> Option<u64>,
+    ) -> Result<u64> {
         self.demote_by(bytes, Some(next_use))
     }
 
-    fn demote_by(&self, bytes: u64, next_use: Option<&dyn Fn(ChunkKey) -> Option<u64>>) -> Result<u64> {
+    fn demote_by(
+        &self,
+        bytes: u64,
+        next_use: Option<&dyn Fn(ChunkKey) -> Option<u64>>,
+    ) -> Result<u64> {
         let mut freed = 0;
         for pass in [Pass::Hot, Pass::Compressed] {
             while freed < bytes {
@@ -508,7 +562,7 @@ impl ChunkStore {
     pub fn demote_chunk(&self, key: ChunkKey) -> Result<Tier> {
         let claim = {
             let mut idx = self.lock();
-            if !idx.peek(key).is_some() {
+            if idx.peek(key).is_none() {
                 return Err(Error::MissingChunk(key.0));
             }
             idx.claim_key(key)
@@ -523,7 +577,11 @@ impl ChunkStore {
     fn carry_out(&self, claim: Claim) -> Result<u64> {
         let (key, version, victim) = match claim {
             Claim::Dropped(freed) => return Ok(freed),
-            Claim::Encode { key, version, victim } => (key, version, victim),
+            Claim::Encode {
+                key,
+                version,
+                victim,
+            } => (key, version, victim),
         };
         let result = self.encode_and_publish(key, version, victim);
         if result.is_err() {
@@ -555,20 +613,35 @@ impl ChunkStore {
                             key.0,
                             b.dtype,
                             &b.shape,
-                            Payload::Zstd { bytes: &b.bytes, raw_len: b.raw_len },
+                            Payload::Zstd {
+                                bytes: &b.bytes,
+                                raw_len: b.raw_len,
+                            },
                         )?;
                         Ok(self.publish_disk(key, version, rec))
                     }
                     _ => {
                         let raw = chunk_bytes(&chunk);
-                        let rec = self.disk.write(key.0, chunk.dtype(), chunk.shape(), Payload::Raw(&raw))?;
+                        let rec = self.disk.write(
+                            key.0,
+                            chunk.dtype(),
+                            chunk.shape(),
+                            Payload::Raw(&raw),
+                        )?;
                         Ok(self.publish_disk(key, version, rec))
                     }
                 }
             }
             Victim::Compressed(b) => {
-                let rec =
-                    self.disk.write(key.0, b.dtype, &b.shape, Payload::Zstd { bytes: &b.bytes, raw_len: b.raw_len })?;
+                let rec = self.disk.write(
+                    key.0,
+                    b.dtype,
+                    &b.shape,
+                    Payload::Zstd {
+                        bytes: &b.bytes,
+                        raw_len: b.raw_len,
+                    },
+                )?;
                 Ok(self.publish_disk(key, version, rec))
             }
         }
@@ -588,12 +661,17 @@ impl ChunkStore {
                 return None;
             };
             // The compressed copy's bytes come out of the hot reservation; the rest goes back.
-            let reservation = hot.reservation.split(len).expect("the compressed copy is smaller than the chunk");
+            let reservation = hot
+                .reservation
+                .split(len)
+                .expect("the compressed copy is smaller than the chunk");
             let freed = hot.reservation.bytes();
             e.ram = Ram::Compressed(CompressedChunk { blob, reservation });
             Some((hot, freed))
         });
-        let Some(Some((hot, freed))) = old else { return 0 };
+        let Some(Some((hot, freed))) = old else {
+            return 0;
+        };
         idx.stats.bytes_compressed += raw_len;
         idx.stats.compressed_output_bytes += len;
         drop(idx);

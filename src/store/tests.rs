@@ -29,14 +29,28 @@ fn disk_tier_round_trips_in_both_read_modes() {
         let disk = DiskTier::new(None, None, 1 << 20, mode).unwrap();
         let c = f64_chunk(1000, 1);
         let raw = chunk_bytes(&c);
-        let rec = disk.write(5, c.dtype(), c.shape(), Payload::Raw(&raw)).unwrap();
+        let rec = disk
+            .write(5, c.dtype(), c.shape(), Payload::Raw(&raw))
+            .unwrap();
         assert_eq!(disk.read(&rec).unwrap(), c);
         let blob = Blob::encode(&c, 1).unwrap();
         let rec2 = disk
-            .write(6, c.dtype(), c.shape(), Payload::Zstd { bytes: &blob.bytes, raw_len: blob.raw_len })
+            .write(
+                6,
+                c.dtype(),
+                c.shape(),
+                Payload::Zstd {
+                    bytes: &blob.bytes,
+                    raw_len: blob.raw_len,
+                },
+            )
             .unwrap();
         assert_eq!(disk.read(&rec2).unwrap(), c);
-        assert_eq!(disk.read(&rec).unwrap(), c, "reading one record does not disturb another");
+        assert_eq!(
+            disk.read(&rec).unwrap(),
+            c,
+            "reading one record does not disturb another"
+        );
     }
 }
 
@@ -45,7 +59,12 @@ fn files_rotate_and_are_deleted_when_their_last_record_goes() {
     let disk = DiskTier::new(None, None, 20_000, SpillRead::Pread).unwrap();
     let c = f64_chunk(1000, 2); // 8000 bytes + header
     let raw = chunk_bytes(&c);
-    let recs: Vec<_> = (0..6).map(|k| disk.write(k, c.dtype(), c.shape(), Payload::Raw(&raw)).unwrap()).collect();
+    let recs: Vec<_> = (0..6)
+        .map(|k| {
+            disk.write(k, c.dtype(), c.shape(), Payload::Raw(&raw))
+                .unwrap()
+        })
+        .collect();
     // Two records fit in 20 000 bytes, so six records make three files.
     assert_eq!(files_in(disk.path()), 3);
     let used = disk.file_bytes();
@@ -55,13 +74,23 @@ fn files_rotate_and_are_deleted_when_their_last_record_goes() {
     drop(a);
     assert_eq!(files_in(disk.path()), 3, "a file with a live record stays");
     drop(b);
-    assert_eq!(files_in(disk.path()), 2, "the first file is deleted with its last record");
+    assert_eq!(
+        files_in(disk.path()),
+        2,
+        "the first file is deleted with its last record"
+    );
     let rest: Vec<_> = recs.collect();
     drop(rest);
     // The active file stays (empty records) until the next write reuses it from the start.
     assert_eq!(files_in(disk.path()), 1);
-    let r = disk.write(9, c.dtype(), c.shape(), Payload::Raw(&raw)).unwrap();
-    assert_eq!(disk.file_bytes(), r.len(), "the emptied active file was truncated and reused");
+    let r = disk
+        .write(9, c.dtype(), c.shape(), Payload::Raw(&raw))
+        .unwrap();
+    assert_eq!(
+        disk.file_bytes(),
+        r.len(),
+        "the emptied active file was truncated and reused"
+    );
     assert_eq!(disk.read(&r).unwrap(), c);
 }
 
@@ -70,11 +99,22 @@ fn spill_cap_is_a_typed_error_and_frees_nothing_else() {
     let disk = DiskTier::new(None, Some(20_000), 1 << 20, SpillRead::Pread).unwrap();
     let c = f64_chunk(1000, 3);
     let raw = chunk_bytes(&c);
-    let a = disk.write(1, c.dtype(), c.shape(), Payload::Raw(&raw)).unwrap();
-    let b = disk.write(2, c.dtype(), c.shape(), Payload::Raw(&raw)).unwrap();
-    let err = disk.write(3, c.dtype(), c.shape(), Payload::Raw(&raw)).err().unwrap();
+    let a = disk
+        .write(1, c.dtype(), c.shape(), Payload::Raw(&raw))
+        .unwrap();
+    let b = disk
+        .write(2, c.dtype(), c.shape(), Payload::Raw(&raw))
+        .unwrap();
+    let err = disk
+        .write(3, c.dtype(), c.shape(), Payload::Raw(&raw))
+        .err()
+        .unwrap();
     match err {
-        Error::SpillLimitExceeded { requested, used, max } => {
+        Error::SpillLimitExceeded {
+            requested,
+            used,
+            max,
+        } => {
             assert_eq!(requested, a.len());
             assert_eq!(used, a.len() + b.len());
             assert_eq!(max, 20_000);
@@ -89,19 +129,41 @@ fn spill_cap_is_a_typed_error_and_frees_nothing_else() {
 fn records_of_every_dtype_and_rank_round_trip() {
     let disk = DiskTier::new(None, None, 1 << 20, SpillRead::Pread).unwrap();
     for dtype in DType::ALL {
-        for shape in [vec![], vec![0], vec![7], vec![3, 4], vec![2, 3, 4], vec![2, 1, 3, 2]] {
+        for shape in [
+            vec![],
+            vec![0],
+            vec![7],
+            vec![3, 4],
+            vec![2, 3, 4],
+            vec![2, 1, 3, 2],
+        ] {
             let base = f64_chunk(shape.iter().product(), 7);
-            let c = ChunkData::from(base.to_f64_vec().iter().map(|v| v * 300.0).collect::<ndarray::Array1<f64>>().into_dyn())
-                .cast(dtype);
+            let c = ChunkData::from(
+                base.to_f64_vec()
+                    .iter()
+                    .map(|v| v * 300.0)
+                    .collect::<ndarray::Array1<f64>>()
+                    .into_dyn(),
+            )
+            .cast(dtype);
             let c = match &c {
-                ChunkData::F64(a) => ChunkData::F64(a.clone().into_shape_with_order(ndarray::IxDyn(&shape)).unwrap()),
+                ChunkData::F64(a) => ChunkData::F64(
+                    a.clone()
+                        .into_shape_with_order(ndarray::IxDyn(&shape))
+                        .unwrap(),
+                ),
                 other => {
                     let v = other.to_f64_vec();
-                    ChunkData::from(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), v).unwrap()).cast(dtype)
+                    ChunkData::from(
+                        ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), v).unwrap(),
+                    )
+                    .cast(dtype)
                 }
             };
             let raw = chunk_bytes(&c);
-            let rec = disk.write(1, c.dtype(), c.shape(), Payload::Raw(&raw)).unwrap();
+            let rec = disk
+                .write(1, c.dtype(), c.shape(), Payload::Raw(&raw))
+                .unwrap();
             assert_eq!(disk.read(&rec).unwrap(), c, "{dtype} {shape:?}");
         }
     }
@@ -131,13 +193,23 @@ fn belady_claims_never_needed_first_then_farthest() {
         }
     }
     assert_eq!(order, vec![keys[2], keys[1], keys[3], keys[0]]);
-    assert!(store.lock().claim(Pass::Hot, Some(&uses)).is_none(), "claimed chunks are not offered twice");
+    assert!(
+        store.lock().claim(Pass::Hot, Some(&uses)).is_none(),
+        "claimed chunks are not offered twice"
+    );
 }
 
 #[test]
 fn a_demotion_that_loses_a_race_publishes_nothing() {
     let budget = MemoryBudget::new(1 << 30);
-    let store = ChunkStore::new(budget.clone(), StoreConfig { compressed_tier: false, ..Default::default() }).unwrap();
+    let store = ChunkStore::new(
+        budget.clone(),
+        StoreConfig {
+            compressed_tier: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let k = ChunkKey::fresh();
     store.put(k, Arc::new(f64_chunk(1000, 9))).unwrap();
     let claim = store.lock().claim_key(k).unwrap();
@@ -148,7 +220,11 @@ fn a_demotion_that_loses_a_race_publishes_nothing() {
     assert_eq!(store.tier_of(k), Some(Tier::Hot));
     assert_eq!(*store.get(k).unwrap(), *newer);
     let s = store.stats();
-    assert_eq!((s.disk_chunks, s.disk_bytes), (0, 0), "the abandoned record was released");
+    assert_eq!(
+        (s.disk_chunks, s.disk_bytes),
+        (0, 0),
+        "the abandoned record was released"
+    );
     assert_eq!(budget.reserved_bytes(), 80);
 
     // A pin taken during the move keeps the chunk hot.
@@ -157,13 +233,24 @@ fn a_demotion_that_loses_a_race_publishes_nothing() {
     assert_eq!(store.carry_out(claim).unwrap(), 0);
     assert_eq!(store.tier_of(k), Some(Tier::Hot));
     store.unpin(k);
-    assert_eq!(store.demote_chunk(k).unwrap(), Tier::Disk, "the claim was released");
+    assert_eq!(
+        store.demote_chunk(k).unwrap(),
+        Tier::Disk,
+        "the claim was released"
+    );
 }
 
 #[test]
 fn promoted_chunks_keep_their_record_and_demote_for_free() {
     let budget = MemoryBudget::new(1 << 30);
-    let store = ChunkStore::new(budget.clone(), StoreConfig { compressed_tier: false, ..Default::default() }).unwrap();
+    let store = ChunkStore::new(
+        budget.clone(),
+        StoreConfig {
+            compressed_tier: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let k = ChunkKey::fresh();
     let c = f64_chunk(1000, 11);
     store.put(k, Arc::new(c.clone())).unwrap();
@@ -173,7 +260,11 @@ fn promoted_chunks_keep_their_record_and_demote_for_free() {
     assert_eq!(store.tier_of(k), Some(Tier::Hot));
     assert_eq!(store.demote(1).unwrap(), 8000);
     assert_eq!(store.tier_of(k), Some(Tier::Disk));
-    assert_eq!(store.stats().bytes_spilled, spilled, "nothing was written again");
+    assert_eq!(
+        store.stats().bytes_spilled,
+        spilled,
+        "nothing was written again"
+    );
     assert_eq!(budget.reserved_bytes(), 0);
     assert_eq!(*store.get(k).unwrap(), c);
 }
@@ -182,15 +273,38 @@ fn promoted_chunks_keep_their_record_and_demote_for_free() {
 fn invalid_settings_are_refused() {
     let b = MemoryBudget::new(1000);
     for cfg in [
-        StoreConfig { compression_level: 1000, ..Default::default() },
-        StoreConfig { min_compression_ratio: f64::NAN, ..Default::default() },
-        StoreConfig { spill_file_bytes: 0, ..Default::default() },
+        StoreConfig {
+            compression_level: 1000,
+            ..Default::default()
+        },
+        StoreConfig {
+            min_compression_ratio: f64::NAN,
+            ..Default::default()
+        },
+        StoreConfig {
+            spill_file_bytes: 0,
+            ..Default::default()
+        },
     ] {
-        assert!(matches!(ChunkStore::new(b.clone(), cfg), Err(Error::InvalidConfig { .. })));
+        assert!(matches!(
+            ChunkStore::new(b.clone(), cfg),
+            Err(Error::InvalidConfig { .. })
+        ));
     }
     let missing = std::env::temp_dir().join("spillway-no-such-dir/nested");
-    let err = ChunkStore::new(b, StoreConfig { spill_dir: Some(missing.clone()), ..Default::default() }).err().unwrap();
-    assert!(matches!(&err, Error::Io { path: Some(p), .. } if *p == missing), "{err}");
+    let err = ChunkStore::new(
+        b,
+        StoreConfig {
+            spill_dir: Some(missing.clone()),
+            ..Default::default()
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(&err, Error::Io { path: Some(p), .. } if *p == missing),
+        "{err}"
+    );
 }
 
 #[test]
