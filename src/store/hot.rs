@@ -108,8 +108,9 @@ pub(crate) enum Victim {
 
 /// The result of choosing a victim under the lock.
 pub(crate) enum Claim {
-    /// The victim had a disk copy; its RAM copy was dropped on the spot.
-    Dropped(u64),
+    /// The victim had a disk copy; its RAM copy (returned here, to be freed outside the
+    /// lock) was taken out on the spot, freeing this many bytes of budget.
+    Dropped(u64, Ram),
     /// The victim must be encoded outside the lock, then published.
     Encode {
         key: ChunkKey,
@@ -240,8 +241,8 @@ impl Index {
             if matches!(e.ram, Ram::Empty) {
                 return None;
             }
-            self.update(key, |e| e.ram = Ram::Empty);
-            return Some(Claim::Dropped(freed));
+            let old = self.update(key, |e| std::mem::replace(&mut e.ram, Ram::Empty))?;
+            return Some(Claim::Dropped(freed, old));
         }
         let victim = match &e.ram {
             Ram::Hot(h) => Victim::Hot(Arc::clone(&h.chunk)),

@@ -576,7 +576,10 @@ impl ChunkStore {
     /// Encodes a claimed victim outside the lock and publishes it; returns the RAM bytes freed.
     fn carry_out(&self, claim: Claim) -> Result<u64> {
         let (key, version, victim) = match claim {
-            Claim::Dropped(freed) => return Ok(freed),
+            Claim::Dropped(freed, ram) => {
+                drop(ram);
+                return Ok(freed);
+            }
             Claim::Encode {
                 key,
                 version,

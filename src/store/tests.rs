@@ -137,34 +137,33 @@ fn records_of_every_dtype_and_rank_round_trip() {
             vec![2, 3, 4],
             vec![2, 1, 3, 2],
         ] {
-            let base = f64_chunk(shape.iter().product(), 7);
+            let values: Vec<f64> = f64_chunk(shape.iter().product(), 7)
+                .to_f64_vec()
+                .iter()
+                .map(|v| v * 300.0)
+                .collect();
             let c = ChunkData::from(
-                base.to_f64_vec()
-                    .iter()
-                    .map(|v| v * 300.0)
-                    .collect::<ndarray::Array1<f64>>()
-                    .into_dyn(),
+                ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), values).unwrap(),
             )
             .cast(dtype);
-            let c = match &c {
-                ChunkData::F64(a) => ChunkData::F64(
-                    a.clone()
-                        .into_shape_with_order(ndarray::IxDyn(&shape))
-                        .unwrap(),
-                ),
-                other => {
-                    let v = other.to_f64_vec();
-                    ChunkData::from(
-                        ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), v).unwrap(),
-                    )
-                    .cast(dtype)
-                }
-            };
             let raw = chunk_bytes(&c);
             let rec = disk
                 .write(1, c.dtype(), c.shape(), Payload::Raw(&raw))
                 .unwrap();
             assert_eq!(disk.read(&rec).unwrap(), c, "{dtype} {shape:?}");
+            let blob = Blob::encode(&c, 3).unwrap();
+            let rec = disk
+                .write(
+                    2,
+                    c.dtype(),
+                    c.shape(),
+                    Payload::Zstd {
+                        bytes: &blob.bytes,
+                        raw_len: blob.raw_len,
+                    },
+                )
+                .unwrap();
+            assert_eq!(disk.read(&rec).unwrap(), c, "{dtype} {shape:?} compressed");
         }
     }
 }
