@@ -8,8 +8,8 @@
 //!
 //! Lifetimes are RAII all the way down, as DataFusion does with its spill files: a
 //! [`SpillRecord`] holds its [`SpillFile`]; a file that is no longer the active one is deleted
-//! when its last record drops. The active file, once every record in it is gone, is truncated
-//! and reused instead of growing. `max_spill_bytes` caps the bytes of the files that exist
+//! when its last record drops. The active file, once every record in it is gone, is reused
+//! from its start (overwritten in place) instead of growing. `max_spill_bytes` caps the bytes of the files that exist
 //! (live records plus dead ones waiting for their file to empty).
 //!
 //! Writes go through `pwrite` at an offset reserved under a short lock, so workers write in
@@ -57,8 +57,11 @@ const READ_BUFFER_BYTES: usize = 1 << 20;
 pub(crate) struct SpillFile {
     path: PathBuf,
     file: File,
-    /// Bytes allocated in the file (records written or being written).
+    /// Where the next record goes. Changed only under the tier's state lock.
     end: AtomicU64,
+    /// Bytes the file takes: the most `end` has ever been. A reused file is overwritten in
+    /// place, so its size does not shrink until it is deleted.
+    size: AtomicU64,
     /// The tier's count of bytes in existing files.
     used: Arc<AtomicU64>,
 }
@@ -68,7 +71,7 @@ impl Drop for SpillFile {
         // Best effort: the folder itself goes with the TempDir in any case.
         let _ = std::fs::remove_file(&self.path);
         self.used
-            .fetch_sub(self.end.load(Ordering::Acquire), Ordering::AcqRel);
+            .fetch_sub(self.size.load(Ordering::Acquire), Ordering::AcqRel);
     }
 }
 
@@ -159,18 +162,23 @@ impl DiskTier {
         if let Some(a) = &st.active {
             let end = a.end.load(Ordering::Acquire);
             // Only the active slot holds the file: no record and no writer is in it, so
-            // every byte is dead. Start over at its beginning rather than grow it.
+            // every byte is dead. Start over at its beginning rather than grow it, and
+            // overwrite in place: rewriting page-cached pages is cheaper than truncating
+            // and allocating them again (stale bytes past the cursor are never read: each
+            // record is found by its offset and checked by its header and checksum).
             if end > 0 && Arc::strong_count(a) == 1 {
-                a.file.set_len(0).map_err(|e| Error::io(&a.path, e))?;
                 a.end.store(0, Ordering::Release);
-                self.used.fetch_sub(end, Ordering::AcqRel);
             } else if end > 0 && end + len > self.file_bytes {
                 st.active = None;
             }
         }
+        let growth = match &st.active {
+            Some(a) => (a.end.load(Ordering::Acquire) + len).saturating_sub(a.size.load(Ordering::Acquire)),
+            None => len,
+        };
         let used = self.used.load(Ordering::Acquire);
         if let Some(max) = self.max_bytes
-            && used + len > max
+            && used + growth > max
         {
             return Err(Error::SpillLimitExceeded {
                 requested: len,
@@ -193,6 +201,7 @@ impl DiskTier {
                     path,
                     file,
                     end: AtomicU64::new(0),
+                    size: AtomicU64::new(0),
                     used: Arc::clone(&self.used),
                 });
                 st.active = Some(Arc::clone(&f));
@@ -200,7 +209,8 @@ impl DiskTier {
             }
         };
         let offset = file.end.fetch_add(len, Ordering::AcqRel);
-        self.used.fetch_add(len, Ordering::AcqRel);
+        file.size.fetch_max(offset + len, Ordering::AcqRel);
+        self.used.fetch_add(growth, Ordering::AcqRel);
         Ok((file, offset))
     }
 
