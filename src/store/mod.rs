@@ -27,8 +27,8 @@
 //!
 //! Not counted, and bounded per thread that is moving a chunk: while a chunk is being
 //! compressed its compressed copy grows next to it (at most the chunk's size, usually far
-//! less), and reading a record back uses a 256 KiB shuffle scratch plus, for compressed
-//! records, a 1 MiB read buffer. A chunk that [`get`](ChunkStore::get) decodes but cannot
+//! less), and compressing or decompressing uses a 1 MiB shuffle scratch, plus, when reading
+//! a compressed record back from disk, a 1 MiB read buffer. A chunk that [`get`](ChunkStore::get) decodes but cannot
 //! promote is the caller's to account for. An `Arc` of a chunk that a caller still holds keeps
 //! its memory alive after the store demotes it: the caller's own reservation covers it.
 //!
