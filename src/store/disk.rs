@@ -173,7 +173,9 @@ impl DiskTier {
             }
         }
         let growth = match &st.active {
-            Some(a) => (a.end.load(Ordering::Acquire) + len).saturating_sub(a.size.load(Ordering::Acquire)),
+            Some(a) => {
+                (a.end.load(Ordering::Acquire) + len).saturating_sub(a.size.load(Ordering::Acquire))
+            }
             None => len,
         };
         let used = self.used.load(Ordering::Acquire);
