@@ -23,6 +23,7 @@
 
 mod api;
 pub mod chunk;
+pub mod codec;
 pub mod dtype;
 pub mod error;
 pub mod exec;

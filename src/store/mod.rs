@@ -12,22 +12,59 @@
 //!   └─────────────┬─────────────┘
 //!                 │ demote
 //!   ┌─────────────▼─────────────┐  not counted: on disk, read back record by record
-//!   │ disk: spill files (mmap)  │
+//!   │ disk: spill files         │
 //!   └───────────────────────────┘
 //! ```
 //!
 //! Keys are opaque [`ChunkKey`]s handed out by the executor. A pinned chunk is never demoted.
+//!
+//! # What is counted against the budget
+//!
+//! Both RAM tiers hold a [`Reservation`] for exactly the bytes they keep: a hot chunk its
+//! elements, a compressed chunk its compressed bytes. A demotion hands the victim's bytes down:
+//! the compressed copy's reservation is split off the hot one, the rest returns to the budget,
+//! so the store never needs budget it does not already hold to make room.
+//!
+//! Not counted, and bounded per thread that is moving a chunk: while a chunk is being
+//! compressed its compressed copy grows next to it (at most the chunk's size, usually far
+//! less), and compressing or decompressing uses a 1 MiB shuffle scratch, plus, when reading
+//! a compressed record back from disk, a 1 MiB read buffer. A chunk that [`get`](ChunkStore::get) decodes but cannot
+//! promote is the caller's to account for. An `Arc` of a chunk that a caller still holds keeps
+//! its memory alive after the store demotes it: the caller's own reservation covers it.
+//!
+//! # Concurrency
+//!
+//! One mutex guards the index (a few pointer moves per call). Compression, decompression and
+//! disk I/O run outside it: a demotion claims its victim under the lock (readers still find
+//! the chunk where it was), encodes it unlocked, and publishes the new tier only if the entry
+//! has not changed meanwhile (removed, replaced, promoted or pinned); otherwise the work is
+//! dropped and the chunk stays as it is.
+//!
+//! # Disk copies
+//!
+//! Chunks never change under a key, so a chunk read back from disk and promoted keeps its spill
+//! record: demoting it again only drops the RAM copy. [`StoreStats::disk_chunks`] therefore
+//! counts every chunk with a record, including those that are also in RAM.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::Mutex;
+mod compressed;
+mod disk;
+mod hot;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use lru::LruCache;
+pub use disk::SpillRead;
 
 use crate::chunk::ChunkData;
+use crate::codec::chunk_bytes;
 use crate::error::{Error, Result};
 use crate::memory::{MemoryBudget, Reservation};
+use compressed::{Blob, worth_compressing};
+use disk::{DiskTier, Payload, SpillRecord};
+use hot::{Claim, CompressedChunk, Entry, HotChunk, Index, Pass, Ram, Victim};
 
 /// The key of a chunk in the store: an opaque number, unique within the process.
 ///
@@ -64,19 +101,28 @@ pub enum Tier {
 /// ```
 /// let c = spillway::store::StoreConfig::default();
 /// assert_eq!(c.compression_level, 1);
+/// assert_eq!(c.spill_file_bytes, 256 << 20);
 /// ```
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
     /// zstd level of the compressed tier.
     pub compression_level: i32,
-    /// A chunk goes to the compressed tier only if a sample compresses at least this well.
+    /// A chunk goes to the compressed tier only if a sample compresses at least this well
+    /// (uncompressed over compressed bytes); others go straight to disk. Full-precision float
+    /// data often reaches only 1.05–1.6, so the default 1.3 keeps the tier for data where it
+    /// saves real memory.
     pub min_compression_ratio: f64,
     /// Whether the compressed tier is used at all.
     pub compressed_tier: bool,
     /// Folder for spill files (a fresh temporary folder inside it); the system temp dir if `None`.
     pub spill_dir: Option<PathBuf>,
-    /// A cap on bytes in spill files.
+    /// A cap on bytes in spill files (live records plus dead ones whose file is not yet empty).
     pub max_spill_bytes: Option<u64>,
+    /// Size at which a new spill file is started. Space is reclaimed a whole file at a time,
+    /// when its last record is removed.
+    pub spill_file_bytes: u64,
+    /// How records are read back (positional reads by default: lower peak RSS, measured).
+    pub spill_read: SpillRead,
 }
 
 impl Default for StoreConfig {
@@ -87,6 +133,8 @@ impl Default for StoreConfig {
             compressed_tier: true,
             spill_dir: None,
             max_spill_bytes: None,
+            spill_file_bytes: 256 << 20,
+            spill_read: SpillRead::Pread,
         }
     }
 }
@@ -94,6 +142,8 @@ impl Default for StoreConfig {
 /// Counts of what the store holds and has done.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct StoreStats {
+    /// Chunks stored, in any tier.
+    pub chunks: u64,
     /// Chunks in the hot tier.
     pub hot_chunks: u64,
     /// Bytes in the hot tier.
@@ -106,12 +156,16 @@ pub struct StoreStats {
     pub compressed_bytes: u64,
     /// Most compressed bytes ever held.
     pub peak_compressed_bytes: u64,
-    /// Chunks on disk.
+    /// Chunks with a record on disk (including those promoted back to RAM, which keep it).
     pub disk_chunks: u64,
     /// Bytes of live records on disk.
     pub disk_bytes: u64,
+    /// Bytes of the spill files that exist now (live and dead records).
+    pub spill_file_bytes: u64,
     /// Uncompressed bytes that went into the compressed tier.
     pub bytes_compressed: u64,
+    /// Compressed bytes those became.
+    pub compressed_output_bytes: u64,
     /// Bytes decompressed back.
     pub bytes_decompressed: u64,
     /// Bytes written to spill files.
@@ -123,24 +177,19 @@ pub struct StoreStats {
 impl StoreStats {
     /// Uncompressed over compressed bytes of everything that went into the compressed tier
     /// (1.0 when nothing did).
+    ///
+    /// ```
+    /// let s = spillway::store::StoreStats { bytes_compressed: 300, compressed_output_bytes: 200,
+    ///     ..Default::default() };
+    /// assert_eq!(s.compression_ratio(), 1.5);
+    /// ```
     pub fn compression_ratio(&self) -> f64 {
-        if self.compressed_bytes == 0 {
+        if self.compressed_output_bytes == 0 {
             1.0
         } else {
-            self.bytes_compressed as f64 / self.compressed_bytes as f64
+            self.bytes_compressed as f64 / self.compressed_output_bytes as f64
         }
     }
-}
-
-struct HotEntry {
-    chunk: Arc<ChunkData>,
-    _reservation: Reservation,
-    pins: u32,
-}
-
-struct Inner {
-    hot: LruCache<ChunkKey, HotEntry>,
-    stats: StoreStats,
 }
 
 /// Chunks keyed by [`ChunkKey`], kept within a [`MemoryBudget`].
@@ -148,37 +197,83 @@ struct Inner {
 /// ```
 /// use std::sync::Arc;
 /// use spillway::{ChunkData, DType, MemoryBudget};
-/// use spillway::store::{ChunkKey, ChunkStore, StoreConfig};
+/// use spillway::store::{ChunkKey, ChunkStore, StoreConfig, Tier};
 /// let store = ChunkStore::new(MemoryBudget::new(1 << 20), StoreConfig::default()).unwrap();
 /// let k = ChunkKey::fresh();
 /// store.put(k, Arc::new(ChunkData::zeros(DType::F64, &[10]))).unwrap();
 /// assert_eq!(store.get(k).unwrap().len(), 10);
+///
+/// // A chunk larger than the whole budget goes straight to disk, and reads back.
+/// let big = ChunkKey::fresh();
+/// assert_eq!(store.put(big, Arc::new(ChunkData::zeros(DType::F64, &[200_000]))).unwrap(), Tier::Disk);
+/// assert_eq!(store.get(big).unwrap().len(), 200_000);
 /// assert!(store.remove(k));
 /// ```
 pub struct ChunkStore {
     budget: MemoryBudget,
     config: StoreConfig,
-    inner: Mutex<Inner>,
+    // Declared before `disk`: entries (and their spill records) drop before the spill folder.
+    inner: Mutex<Index>,
+    disk: DiskTier,
+}
+
+/// What a read decodes from, taken out under the lock.
+enum Source {
+    Blob(Arc<Blob>),
+    Disk(Arc<SpillRecord>),
 }
 
 impl ChunkStore {
-    /// An empty store drawing on `budget`.
+    /// An empty store drawing on `budget`. Creates its private spill folder right away, so a
+    /// missing or read-only `spill_dir` is reported here rather than in the middle of a
+    /// computation.
     ///
     /// # Errors
-    /// [`Error::Io`] when the spill folder cannot be created.
+    /// [`Error::Io`] when the spill folder cannot be created; [`Error::InvalidConfig`] for a
+    /// compression level zstd does not have, a negative or NaN `min_compression_ratio`, or a
+    /// zero `spill_file_bytes`.
     pub fn new(budget: MemoryBudget, config: StoreConfig) -> Result<ChunkStore> {
+        let levels = zstd::compression_level_range();
+        if !levels.contains(&config.compression_level) {
+            return Err(Error::InvalidConfig {
+                setting: "compression_level",
+                reason: format!(
+                    "{} is not a zstd level ({}..={})",
+                    config.compression_level,
+                    levels.start(),
+                    levels.end()
+                ),
+            });
+        }
+        if config.min_compression_ratio.is_nan() || config.min_compression_ratio < 0.0 {
+            return Err(Error::InvalidConfig {
+                setting: "min_compression_ratio",
+                reason: format!(
+                    "{} is not a ratio of at least 0",
+                    config.min_compression_ratio
+                ),
+            });
+        }
+        if config.spill_file_bytes == 0 {
+            return Err(Error::InvalidConfig {
+                setting: "spill_file_bytes",
+                reason: "must be at least 1 byte".into(),
+            });
+        }
+        let disk = DiskTier::new(
+            config.spill_dir.as_deref(),
+            config.max_spill_bytes,
+            config.spill_file_bytes,
+            config.spill_read,
+        )?;
         Ok(ChunkStore {
             budget,
             config,
-            inner: Mutex::new(Inner {
-                hot: LruCache::unbounded(),
-                stats: StoreStats::default(),
-            }),
+            inner: Mutex::new(Index::new()),
+            disk,
         })
     }
-}
 
-impl ChunkStore {
     /// The budget the store draws on.
     pub fn budget(&self) -> &MemoryBudget {
         &self.budget
@@ -189,33 +284,85 @@ impl ChunkStore {
         &self.config
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    /// The private folder holding the spill files; it is removed when the store drops.
+    pub fn spill_path(&self) -> &Path {
+        self.disk.path()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Index> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stores a chunk in the hot tier, reserving its bytes from the budget. When the budget is
-    /// short, unpinned chunks are demoted first (least recently used first).
+    /// Stores a chunk, replacing any chunk under `key`. It goes to the hot tier, reserving its
+    /// bytes from the budget; when the budget is short, unpinned chunks are demoted first
+    /// (least recently used first). A chunk that still cannot be held in RAM (say, larger than
+    /// the budget, or the budget is held by pinned chunks and running tasks) is written
+    /// straight to disk. Returns the tier it went to.
     ///
     /// # Errors
-    /// [`Error::BudgetExhausted`] when nothing can be demoted to make room.
+    /// [`Error::Io`] when a spill file cannot be written, [`Error::SpillLimitExceeded`] when
+    /// `max_spill_bytes` would be passed. Every chunk stored before stays readable; on error
+    /// `key` holds nothing.
     pub fn put(&self, key: ChunkKey, chunk: Arc<ChunkData>) -> Result<Tier> {
         let bytes = chunk.nbytes();
-        let reservation = match self.budget.try_reserve(bytes) {
-            Ok(r) => r,
-            Err(_) => {
-                self.demote(bytes.saturating_sub(self.budget.available_bytes()))?;
-                self.budget.try_reserve(bytes)?
+        let old = self.lock().remove(key);
+        drop(old);
+        if bytes <= self.budget.limit_bytes() {
+            // A few rounds: workers demoting in parallel may take the bytes freed for us.
+            for _ in 0..4 {
+                if let Ok(r) = self.budget.try_reserve(bytes) {
+                    self.insert_hot(key, chunk, r);
+                    return Ok(Tier::Hot);
+                }
+                let short = bytes.saturating_sub(self.budget.available_bytes()).max(1);
+                if self.demote(short)? == 0 {
+                    break;
+                }
             }
-        };
-        self.put_reserved(key, chunk, reservation)?;
-        Ok(Tier::Hot)
+            if let Ok(r) = self.budget.try_reserve(bytes) {
+                self.insert_hot(key, chunk, r);
+                return Ok(Tier::Hot);
+            }
+        }
+        let raw = chunk_bytes(&chunk);
+        let rec = self
+            .disk
+            .write(key.0, chunk.dtype(), chunk.shape(), Payload::Raw(&raw))?;
+        let spilled = rec.len();
+        let mut idx = self.lock();
+        idx.stats.bytes_spilled += spilled;
+        let old = idx.insert(
+            key,
+            Entry {
+                ram: Ram::Empty,
+                disk: Some(rec),
+                pins: 0,
+                claimed: false,
+                version: 0,
+            },
+        );
+        drop(idx);
+        drop(old);
+        Ok(Tier::Disk)
     }
 
     /// Stores a chunk in the hot tier with bytes the caller has already reserved; any excess
     /// of the reservation over the chunk's bytes goes back to the budget.
     ///
     /// # Errors
-    /// [`Error::BudgetExhausted`] when the reservation is smaller than the chunk.
+    /// [`Error::BudgetExhausted`] when the reservation is smaller than the chunk and the
+    /// difference cannot be reserved.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use spillway::{ChunkData, DType, MemoryBudget};
+    /// use spillway::store::{ChunkKey, ChunkStore, StoreConfig};
+    /// let budget = MemoryBudget::new(1000);
+    /// let store = ChunkStore::new(budget.clone(), StoreConfig::default()).unwrap();
+    /// let r = budget.try_reserve(500).unwrap();
+    /// store.put_reserved(ChunkKey::fresh(), Arc::new(ChunkData::zeros(DType::I32, &[10])), r).unwrap();
+    /// assert_eq!(budget.reserved_bytes(), 40);
+    /// ```
     pub fn put_reserved(
         &self,
         key: ChunkKey,
@@ -227,53 +374,92 @@ impl ChunkStore {
             reservation.try_grow(bytes - reservation.bytes())?;
         }
         reservation.shrink(reservation.bytes() - bytes);
-        let mut inner = self.lock();
-        if let Some(old) = inner.hot.put(
-            key,
-            HotEntry {
-                chunk,
-                _reservation: reservation,
-                pins: 0,
-            },
-        ) {
-            inner.stats.hot_bytes -= old.chunk.nbytes();
-            inner.stats.hot_chunks -= 1;
-        }
-        inner.stats.hot_bytes += bytes;
-        inner.stats.hot_chunks += 1;
-        inner.stats.peak_hot_bytes = inner.stats.peak_hot_bytes.max(inner.stats.hot_bytes);
+        self.insert_hot(key, chunk, reservation);
         Ok(())
     }
 
-    /// The chunk under `key`, marking it recently used.
-    ///
-    /// # Errors
-    /// [`Error::MissingChunk`] when the key is not stored.
-    pub fn get(&self, key: ChunkKey) -> Result<Arc<ChunkData>> {
-        let mut inner = self.lock();
-        inner
-            .hot
-            .get(&key)
-            .map(|e| Arc::clone(&e.chunk))
-            .ok_or(Error::MissingChunk(key.0))
+    fn insert_hot(&self, key: ChunkKey, chunk: Arc<ChunkData>, reservation: Reservation) {
+        let entry = Entry {
+            ram: Ram::Hot(HotChunk { chunk, reservation }),
+            disk: None,
+            pins: 0,
+            claimed: false,
+            version: 0,
+        };
+        let old = self.lock().insert(key, entry);
+        drop(old);
     }
 
-    /// The chunk under `key`, without changing its recency.
+    /// The chunk under `key`, marking it recently used. A chunk in the compressed or disk tier
+    /// is decoded outside the lock and promoted to hot if the budget has room for it right now
+    /// (no other chunk is demoted for it); otherwise the decoded chunk is returned without
+    /// being kept, and the caller accounts for it.
     ///
     /// # Errors
-    /// [`Error::MissingChunk`] when the key is not stored.
+    /// [`Error::MissingChunk`] when the key is not stored; [`Error::CorruptSpill`] when its
+    /// compressed or spilled bytes fail their checks; [`Error::Io`] when the spill file cannot
+    /// be read.
+    pub fn get(&self, key: ChunkKey) -> Result<Arc<ChunkData>> {
+        self.fetch(key, true)
+    }
+
+    /// The chunk under `key`, without changing its recency or its tier.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
     pub fn peek(&self, key: ChunkKey) -> Result<Arc<ChunkData>> {
-        let inner = self.lock();
-        inner
-            .hot
-            .peek(&key)
-            .map(|e| Arc::clone(&e.chunk))
-            .ok_or(Error::MissingChunk(key.0))
+        self.fetch(key, false)
+    }
+
+    fn fetch(&self, key: ChunkKey, promote: bool) -> Result<Arc<ChunkData>> {
+        let (source, version) = {
+            let mut idx = self.lock();
+            let e = idx.find(key, promote).ok_or(Error::MissingChunk(key.0))?;
+            let source = match &e.ram {
+                Ram::Hot(h) => return Ok(Arc::clone(&h.chunk)),
+                Ram::Compressed(c) => Source::Blob(Arc::clone(&c.blob)),
+                Ram::Empty => Source::Disk(Arc::clone(
+                    e.disk
+                        .as_ref()
+                        .expect("an entry without RAM copy is on disk"),
+                )),
+            };
+            (source, e.version)
+        };
+        let chunk = Arc::new(match &source {
+            Source::Blob(b) => b.decode(key.0)?,
+            Source::Disk(r) => self.disk.read(r)?,
+        });
+        let promoted = if promote {
+            self.budget.try_reserve(chunk.nbytes()).ok()
+        } else {
+            None
+        };
+        let mut idx = self.lock();
+        match &source {
+            Source::Blob(b) => idx.stats.bytes_decompressed += b.raw_len,
+            Source::Disk(r) => idx.stats.bytes_read_back += r.len(),
+        }
+        if let Some(reservation) = promoted {
+            let current = idx
+                .peek(key)
+                .is_some_and(|e| e.version == version && !matches!(e.ram, Ram::Hot(_)));
+            if current {
+                let hot = HotChunk {
+                    chunk: Arc::clone(&chunk),
+                    reservation,
+                };
+                let old = idx.update(key, |e| std::mem::replace(&mut e.ram, Ram::Hot(hot)));
+                drop(idx);
+                drop(old);
+            }
+        }
+        Ok(chunk)
     }
 
     /// Where the chunk under `key` lives, if it is stored.
     pub fn tier_of(&self, key: ChunkKey) -> Option<Tier> {
-        self.lock().hot.contains(&key).then_some(Tier::Hot)
+        self.lock().peek(key).map(Entry::tier)
     }
 
     /// Whether `key` is stored.
@@ -281,62 +467,244 @@ impl ChunkStore {
         self.tier_of(key).is_some()
     }
 
-    /// Keeps the chunk from being demoted until a matching [`unpin`](Self::unpin).
+    /// Keeps the chunk from being demoted until a matching [`unpin`](Self::unpin). Pins
+    /// count: a chunk pinned twice needs two unpins.
     ///
     /// # Errors
     /// [`Error::MissingChunk`] when the key is not stored.
     pub fn pin(&self, key: ChunkKey) -> Result<()> {
-        let mut inner = self.lock();
-        let e = inner.hot.peek_mut(&key).ok_or(Error::MissingChunk(key.0))?;
+        let mut idx = self.lock();
+        let e = idx.find(key, false).ok_or(Error::MissingChunk(key.0))?;
         e.pins += 1;
         Ok(())
     }
 
-    /// Undoes one [`pin`](Self::pin).
+    /// Undoes one [`pin`](Self::pin) (nothing if the chunk is not pinned or not stored).
     pub fn unpin(&self, key: ChunkKey) {
-        if let Some(e) = self.lock().hot.peek_mut(&key) {
+        if let Some(e) = self.lock().find(key, false) {
             e.pins = e.pins.saturating_sub(1);
         }
     }
 
-    /// Removes the chunk and frees its bytes; `false` if it was not stored.
+    /// Removes the chunk, freeing its RAM and its spill record; `false` if it was not stored.
     pub fn remove(&self, key: ChunkKey) -> bool {
-        let mut inner = self.lock();
-        match inner.hot.pop(&key) {
-            Some(e) => {
-                inner.stats.hot_bytes -= e.chunk.nbytes();
-                inner.stats.hot_chunks -= 1;
-                true
-            }
-            None => false,
-        }
+        let old = self.lock().remove(key);
+        // Dropped outside the lock: freeing a large chunk or deleting an emptied spill file
+        // takes a syscall.
+        old.is_some()
     }
 
-    /// Frees at least `bytes` of RAM by demoting unpinned chunks, least recently used first.
-    /// Returns the bytes freed (less than asked when nothing more can move).
+    /// Frees at least `bytes` of RAM by demoting unpinned chunks, least recently used first:
+    /// hot chunks to the compressed tier (or to disk when they compress poorly), then, if RAM
+    /// is still short, compressed chunks to disk. Returns the bytes freed (less than asked
+    /// when nothing more can move).
     ///
     /// # Errors
-    /// I/O errors of the lower tiers.
+    /// [`Error::Io`] or [`Error::SpillLimitExceeded`] from the disk tier; the chunk being
+    /// moved then stays where it was, readable.
     pub fn demote(&self, bytes: u64) -> Result<u64> {
-        self.demote_with(bytes, &|_| None)
+        self.demote_by(bytes, None)
     }
 
     /// Like [`demote`](Self::demote), but chooses victims by their next use: `next_use(key)`
     /// gives the position in the schedule of a chunk's next read (`None`: not read again in
     /// the current plan). Chunks never read again go first, then the farthest next use.
+    /// `next_use` is called with the store's lock held and must not call the store.
     ///
     /// # Errors
-    /// I/O errors of the lower tiers.
+    /// As [`demote`](Self::demote).
     pub fn demote_with(
         &self,
-        _bytes: u64,
-        _next_use: &dyn Fn(ChunkKey) -> Option<u64>,
+        bytes: u64,
+        next_use: &dyn Fn(ChunkKey) -> Option<u64>,
     ) -> Result<u64> {
-        Ok(0)
+        self.demote_by(bytes, Some(next_use))
+    }
+
+    fn demote_by(
+        &self,
+        bytes: u64,
+        next_use: Option<&dyn Fn(ChunkKey) -> Option<u64>>,
+    ) -> Result<u64> {
+        let mut freed = 0;
+        for pass in [Pass::Hot, Pass::Compressed] {
+            while freed < bytes {
+                let claim = self.lock().claim(pass, next_use);
+                match claim {
+                    None => break,
+                    Some(c) => freed += self.carry_out(c)?,
+                }
+            }
+        }
+        Ok(freed)
+    }
+
+    /// Moves one chunk one tier down whatever the budget: hot to compressed (or to disk when
+    /// its sample compresses less than `min_compression_ratio`, or the compressed tier is
+    /// off), compressed to disk. A pinned chunk, or one on disk already, stays. Returns the
+    /// tier the chunk is in afterwards.
+    ///
+    /// # Errors
+    /// [`Error::MissingChunk`] when the key is not stored; disk errors as in
+    /// [`demote`](Self::demote).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use spillway::{ChunkData, DType, MemoryBudget};
+    /// use spillway::store::{ChunkKey, ChunkStore, StoreConfig, Tier};
+    /// let store = ChunkStore::new(MemoryBudget::new(1 << 20), StoreConfig::default()).unwrap();
+    /// let k = ChunkKey::fresh();
+    /// store.put(k, Arc::new(ChunkData::zeros(DType::F64, &[1000]))).unwrap();
+    /// assert_eq!(store.demote_chunk(k).unwrap(), Tier::Compressed); // zeros compress well
+    /// assert_eq!(store.demote_chunk(k).unwrap(), Tier::Disk);
+    /// assert_eq!(store.get(k).unwrap().len(), 1000);
+    /// ```
+    pub fn demote_chunk(&self, key: ChunkKey) -> Result<Tier> {
+        let claim = {
+            let mut idx = self.lock();
+            if idx.peek(key).is_none() {
+                return Err(Error::MissingChunk(key.0));
+            }
+            idx.claim_key(key)
+        };
+        if let Some(c) = claim {
+            self.carry_out(c)?;
+        }
+        self.tier_of(key).ok_or(Error::MissingChunk(key.0))
+    }
+
+    /// Encodes a claimed victim outside the lock and publishes it; returns the RAM bytes freed.
+    fn carry_out(&self, claim: Claim) -> Result<u64> {
+        let (key, version, victim) = match claim {
+            Claim::Dropped(freed, ram) => {
+                drop(ram);
+                return Ok(freed);
+            }
+            Claim::Encode {
+                key,
+                version,
+                victim,
+            } => (key, version, victim),
+        };
+        let result = self.encode_and_publish(key, version, victim);
+        if result.is_err() {
+            self.lock().unclaim(key, version);
+        }
+        result
+    }
+
+    fn encode_and_publish(&self, key: ChunkKey, version: u64, victim: Victim) -> Result<u64> {
+        let cfg = &self.config;
+        match victim {
+            Victim::Hot(chunk) => {
+                let nbytes = chunk.nbytes();
+                let blob = if cfg.compressed_tier
+                    && worth_compressing(&chunk, cfg.compression_level, cfg.min_compression_ratio)
+                {
+                    Some(Blob::encode(&chunk, cfg.compression_level)?)
+                } else {
+                    None
+                };
+                match blob {
+                    Some(b) if b.ratio() >= cfg.min_compression_ratio && b.len() < nbytes => {
+                        Ok(self.publish_compressed(key, version, b))
+                    }
+                    // The sample was right to try but the whole chunk compresses too little to
+                    // keep in RAM: its compressed bytes are still the smaller write.
+                    Some(b) if b.len() < nbytes => {
+                        let rec = self.disk.write(
+                            key.0,
+                            b.dtype,
+                            &b.shape,
+                            Payload::Zstd {
+                                bytes: &b.bytes,
+                                raw_len: b.raw_len,
+                            },
+                        )?;
+                        Ok(self.publish_disk(key, version, rec))
+                    }
+                    _ => {
+                        let raw = chunk_bytes(&chunk);
+                        let rec = self.disk.write(
+                            key.0,
+                            chunk.dtype(),
+                            chunk.shape(),
+                            Payload::Raw(&raw),
+                        )?;
+                        Ok(self.publish_disk(key, version, rec))
+                    }
+                }
+            }
+            Victim::Compressed(b) => {
+                let rec = self.disk.write(
+                    key.0,
+                    b.dtype,
+                    &b.shape,
+                    Payload::Zstd {
+                        bytes: &b.bytes,
+                        raw_len: b.raw_len,
+                    },
+                )?;
+                Ok(self.publish_disk(key, version, rec))
+            }
+        }
+    }
+
+    fn publish_compressed(&self, key: ChunkKey, version: u64, blob: Blob) -> u64 {
+        let mut idx = self.lock();
+        if !idx.can_publish(key, version) {
+            return 0;
+        }
+        let (raw_len, len) = (blob.raw_len, blob.len());
+        let blob = Arc::new(blob);
+        let old = idx.update(key, |e| {
+            let old = std::mem::replace(&mut e.ram, Ram::Empty);
+            let Ram::Hot(mut hot) = old else {
+                e.ram = old;
+                return None;
+            };
+            // The compressed copy's bytes come out of the hot reservation; the rest goes back.
+            let reservation = hot
+                .reservation
+                .split(len)
+                .expect("the compressed copy is smaller than the chunk");
+            let freed = hot.reservation.bytes();
+            e.ram = Ram::Compressed(CompressedChunk { blob, reservation });
+            Some((hot, freed))
+        });
+        let Some(Some((hot, freed))) = old else {
+            return 0;
+        };
+        idx.stats.bytes_compressed += raw_len;
+        idx.stats.compressed_output_bytes += len;
+        drop(idx);
+        drop(hot);
+        freed
+    }
+
+    fn publish_disk(&self, key: ChunkKey, version: u64, rec: Arc<SpillRecord>) -> u64 {
+        let mut idx = self.lock();
+        if !idx.can_publish(key, version) {
+            drop(idx);
+            return 0;
+        }
+        idx.stats.bytes_spilled += rec.len();
+        let old = idx.update(key, |e| {
+            let freed = e.ram_bytes();
+            e.disk = Some(rec);
+            (std::mem::replace(&mut e.ram, Ram::Empty), freed)
+        });
+        drop(idx);
+        old.map_or(0, |(ram, freed)| {
+            drop(ram);
+            freed
+        })
     }
 
     /// What the store holds and has done.
     pub fn stats(&self) -> StoreStats {
-        self.lock().stats.clone()
+        let mut s = self.lock().stats.clone();
+        s.spill_file_bytes = self.disk.file_bytes();
+        s
     }
 }

@@ -1,0 +1,73 @@
+//! The compressed tier's payload: a chunk as a block-shuffled zstd stream, in RAM.
+
+use crate::chunk::ChunkData;
+use crate::codec::{chunk_bytes, chunk_from_bytes, compress, decompress_into, sample_ratio};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+
+/// A compressed chunk. Immutable once made, so readers decode it outside the store's lock
+/// through an `Arc`, and it can be written to a spill file as it is.
+pub(crate) struct Blob {
+    pub(crate) dtype: DType,
+    pub(crate) shape: Vec<usize>,
+    /// Bytes of the decoded elements.
+    pub(crate) raw_len: u64,
+    /// The shuffled zstd stream.
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl Blob {
+    /// Compresses a chunk at `level`.
+    pub(crate) fn encode(chunk: &ChunkData, level: i32) -> Result<Blob> {
+        let raw = chunk_bytes(chunk);
+        let bytes = compress(&raw, chunk.dtype().size_bytes(), level).map_err(|e| {
+            Error::InvalidConfig {
+                setting: "compression_level",
+                reason: e.0,
+            }
+        })?;
+        Ok(Blob {
+            dtype: chunk.dtype(),
+            shape: chunk.shape().to_vec(),
+            raw_len: raw.len() as u64,
+            bytes,
+        })
+    }
+
+    /// RAM the blob takes (what its reservation holds).
+    pub(crate) fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    /// Uncompressed over compressed bytes.
+    pub(crate) fn ratio(&self) -> f64 {
+        if self.bytes.is_empty() {
+            1.0
+        } else {
+            self.raw_len as f64 / self.bytes.len() as f64
+        }
+    }
+
+    /// Decodes the chunk.
+    ///
+    /// # Errors
+    /// [`Error::CorruptSpill`] when the stream does not decode to the recorded shape.
+    pub(crate) fn decode(&self, key: u64) -> Result<ChunkData> {
+        let elem = self.dtype.size_bytes();
+        chunk_from_bytes(self.dtype, &self.shape, |buf| {
+            decompress_into(&self.bytes[..], elem, buf)
+        })
+        .map_err(|e| Error::CorruptSpill {
+            key,
+            detail: format!("compressed chunk in RAM: {e}"),
+        })
+    }
+}
+
+/// Whether a chunk's sample compresses at least `min_ratio` at `level`.
+pub(crate) fn worth_compressing(chunk: &ChunkData, level: i32, min_ratio: f64) -> bool {
+    if chunk.is_empty() {
+        return false;
+    }
+    sample_ratio(&chunk_bytes(chunk), chunk.dtype().size_bytes(), level) >= min_ratio
+}
