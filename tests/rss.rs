@@ -81,3 +81,65 @@ fn seed_computation_stays_within_the_bar() {
         "peak RSS {peak} over the bar"
     );
 }
+
+/// A persisted array twice the size of the limit, reused by two reductions (W2's pattern):
+/// the persisted chunks must spill, and the process must stay within the bar.
+fn persist_workload() {
+    let (rows, cols) = (4_000, 2_000); // 64 MB of f64
+    let s = Session::builder()
+        .memory_limit("32MiB")
+        .threads(2)
+        .build()
+        .unwrap();
+    let x = s
+        .from_fn(&[rows, cols], [500, cols], |ix| formula(ix[0], ix[1]))
+        .unwrap()
+        .persist()
+        .unwrap();
+    let report = s.memory_report();
+    assert!(
+        report.store.disk_chunks + report.store.compressed_chunks > 0,
+        "the persisted array spilled: {report:?}"
+    );
+    let a = (&(x.powi(2).unwrap()) + &(&x * 3.0))
+        .unwrap()
+        .mean(0)
+        .unwrap();
+    let z = (&a + &x.mean(0).unwrap())
+        .unwrap()
+        .compute::<f64>()
+        .unwrap();
+    for j in [0, 7, cols - 1] {
+        let col: Vec<f64> = (0..rows).map(|i| formula(i, j)).collect();
+        let want = col.iter().map(|v| v * v + 3.0 * v).sum::<f64>() / rows as f64
+            + col.iter().sum::<f64>() / rows as f64;
+        assert!(
+            (z[[j]] - want).abs() <= 1e-9 * want.abs().max(1.0),
+            "column {j}: {} vs {want}",
+            z[[j]]
+        );
+    }
+    let r = s.memory_report();
+    assert!(r.peak_reserved_bytes <= r.limit_bytes);
+    eprintln!("store after reuse: {:?}", r.store);
+}
+
+#[test]
+fn persisted_array_twice_the_limit_stays_within_the_bar() {
+    if std::env::var("SPILLWAY_RSS_CHILD").as_deref() == Ok("persist") {
+        persist_workload();
+        return;
+    }
+    let peak = child_peak_rss(
+        "persisted_array_twice_the_limit_stays_within_the_bar",
+        "persist",
+    );
+    eprintln!(
+        "persist workload: child peak RSS {:.1} MiB (limit 32 MiB + 64 MiB)",
+        peak as f64 / (1 << 20) as f64
+    );
+    assert!(
+        peak <= (32 << 20) + OVERHEAD,
+        "peak RSS {peak} over the bar"
+    );
+}
