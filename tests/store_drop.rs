@@ -101,11 +101,13 @@ fn evicted_and_removed_chunks_are_freed_and_spill_files_go_with_the_store() {
     }
 
     // 2. The bytes the process holds follow what the store holds: after spilling 24 MiB
-    //    through a 4 MiB budget, heap in use stays near the budget; after removing everything
-    //    it returns to where it was.
+    //    through a 4.5 MiB budget, heap in use stays near the budget; after removing
+    //    everything it returns to where it was. The half MiB above the four hot chunks is the
+    //    headroom a compressed copy needs while it is built next to its hot original.
     let before = live();
+    let budget = 4 * MIB as u64 + MIB as u64 / 2;
     let store = ChunkStore::new(
-        MemoryBudget::new(4 * MIB as u64),
+        MemoryBudget::new(budget),
         StoreConfig {
             spill_dir: spill_dir.clone(),
             ..Default::default()
@@ -126,8 +128,8 @@ fn evicted_and_removed_chunks_are_freed_and_spill_files_go_with_the_store() {
     assert!(st.disk_chunks > 0 && st.compressed_chunks > 0, "{st:?}");
     // Budget plus the index, the LRU nodes and shapes: far below one chunk of slack.
     assert!(
-        held <= 4 * MIB as i64 + MIB as i64 / 4,
-        "heap held {held} bytes for a 4 MiB budget"
+        held <= budget as i64 + MIB as i64 / 4,
+        "heap held {held} bytes for a {budget}-byte budget"
     );
     for &k in &keys {
         assert!(store.remove(k));

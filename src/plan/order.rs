@@ -13,6 +13,35 @@ use super::{TaskId, TaskSpec};
 pub(crate) fn depth_first(tasks: &[TaskSpec], roots: &[TaskId]) -> Vec<usize> {
     let mut prio = vec![usize::MAX; tasks.len()];
     let mut next = 0;
+    // Readers of chunks that no task of this plan produces (persisted arrays): a task that
+    // reads one pulls its siblings right behind it, so the chunk is fetched from the lower
+    // tiers once for all of them (W2's two reductions over one persisted chunk).
+    let produced: std::collections::HashSet<_> = tasks.iter().filter_map(|t| t.output).collect();
+    let mut stored_readers: std::collections::HashMap<crate::store::ChunkKey, Vec<TaskId>> =
+        Default::default();
+    for (i, t) in tasks.iter().enumerate() {
+        for (k, _) in &t.reads {
+            if !produced.contains(k) {
+                stored_readers.entry(*k).or_default().push(i);
+            }
+        }
+    }
+    let assign = |t: TaskId, prio: &mut [usize], next: &mut usize| {
+        prio[t] = *next;
+        *next += 1;
+        for (k, bytes) in &tasks[t].reads {
+            for &s in stored_readers.get(k).into_iter().flatten() {
+                let small = tasks[s].output_bytes <= bytes / 4;
+                if prio[s] == usize::MAX
+                    && small
+                    && tasks[s].deps.iter().all(|&d| prio[d] != usize::MAX)
+                {
+                    prio[s] = *next;
+                    *next += 1;
+                }
+            }
+        }
+    };
     for &r in roots {
         // Iterative post-order.
         let mut stack: Vec<(TaskId, usize)> = vec![(r, 0)];
@@ -28,8 +57,7 @@ pub(crate) fn depth_first(tasks: &[TaskSpec], roots: &[TaskId]) -> Vec<usize> {
                     stack.push((d, 0));
                 }
             } else {
-                prio[t] = next;
-                next += 1;
+                assign(t, &mut prio, &mut next);
                 stack.pop();
             }
         }

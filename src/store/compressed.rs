@@ -65,9 +65,10 @@ impl Blob {
 }
 
 /// Whether a chunk's sample compresses at least `min_ratio` at `level`.
-pub(crate) fn worth_compressing(chunk: &ChunkData, level: i32, min_ratio: f64) -> bool {
+pub(crate) fn worth_compressing(chunk: &ChunkData, level: i32, min_ratio: f64) -> Option<f64> {
     if chunk.is_empty() {
-        return false;
+        return None;
     }
-    sample_ratio(&chunk_bytes(chunk), chunk.dtype().size_bytes(), level) >= min_ratio
+    let r = sample_ratio(&chunk_bytes(chunk), chunk.dtype().size_bytes(), level);
+    (r >= min_ratio).then_some(r)
 }

@@ -598,13 +598,22 @@ impl ChunkStore {
         match victim {
             Victim::Hot(chunk) => {
                 let nbytes = chunk.nbytes();
-                let blob = if cfg.compressed_tier
-                    && worth_compressing(&chunk, cfg.compression_level, cfg.min_compression_ratio)
-                {
-                    Some(Blob::encode(&chunk, cfg.compression_level)?)
+                // The compressed copy is built while the hot copy still holds its bytes:
+                // reserve an estimate of it (from the sample, with a margin) first, and when
+                // the budget cannot cover it, spill the chunk raw instead (that needs no copy).
+                let estimate =
+                    |ratio: f64| ((nbytes as f64 / ratio) * 1.25).min(nbytes as f64) as u64;
+                let transient = if cfg.compressed_tier {
+                    worth_compressing(&chunk, cfg.compression_level, cfg.min_compression_ratio)
+                        .and_then(|ratio| self.budget.try_reserve(estimate(ratio)).ok())
                 } else {
                     None
                 };
+                let blob = match &transient {
+                    Some(_) => Some(Blob::encode(&chunk, cfg.compression_level)?),
+                    None => None,
+                };
+                // `transient` lives until the end of this arm, past the publish below.
                 match blob {
                     Some(b) if b.ratio() >= cfg.min_compression_ratio && b.len() < nbytes => {
                         Ok(self.publish_compressed(key, version, b))
