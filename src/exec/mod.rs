@@ -112,7 +112,7 @@ pub(crate) const SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::fro
 
 type Completion = (
     TaskId,
-    Result<Option<ChunkData>>,
+    Result<Vec<ChunkData>>,
     Reservation,
     Instant,
     Instant,
@@ -154,13 +154,13 @@ pub(crate) fn execute(
     let produced: std::collections::HashSet<ChunkKey> = tasks
         .iter()
         .filter(|t| !t.keep_output)
-        .filter_map(|t| t.output)
+        .flat_map(|t| t.outputs.iter().map(|o| o.0))
         .collect();
     let mut finished = vec![false; n];
     let producer: HashMap<ChunkKey, String> = if log.is_some() {
         tasks
             .iter()
-            .filter_map(|t| t.output.map(|k| (k, t.label.clone())))
+            .flat_map(|t| t.outputs.iter().map(|o| (o.0, t.label.clone())))
             .collect()
     } else {
         HashMap::new()
@@ -268,7 +268,7 @@ pub(crate) fn execute(
             pool.spawn(move || {
                 let t0 = Instant::now();
                 let result =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<Option<ChunkData>> {
+                    std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<Vec<ChunkData>> {
                         let inputs = keys
                             .iter()
                             .map(|k| store2.get(*k))
@@ -322,18 +322,17 @@ pub(crate) fn execute(
         }
         match result {
             Ok(out) => {
-                if let (Some(key), Some(data)) = (spec.output, out) {
+                // Each output keeps its share of the task's reservation; the rest returns.
+                for (&(key, _), data) in spec.outputs.iter().zip(out) {
                     let bytes = data.nbytes();
                     let keep = reservation
                         .split(bytes.min(reservation.bytes()))
                         .expect("split within the reservation");
-                    drop(reservation);
                     if let Err(e) = store.put_reserved(key, Arc::new(data), keep) {
                         failure.get_or_insert(e);
                     }
-                } else {
-                    drop(reservation);
                 }
+                drop(reservation);
                 finished[t] = true;
                 done += 1;
                 stats.tasks += 1;
@@ -370,7 +369,7 @@ pub(crate) fn execute(
     // Outputs of this plan that are still stored and not kept (after a failure) are dropped.
     if let Some(failure) = failure {
         for t in tasks {
-            if let Some(k) = t.output {
+            for &(k, _) in &t.outputs {
                 store.remove(k);
             }
         }

@@ -28,6 +28,7 @@ use crate::store::ChunkKey;
 
 pub(crate) mod eval;
 pub(crate) mod order;
+pub(crate) mod rechunk;
 
 use eval::EvalCtx;
 
@@ -36,8 +37,9 @@ pub(crate) type TaskId = usize;
 
 /// What a task does once its inputs are fetched.
 pub(crate) trait TaskBody: Send + Sync {
-    /// Runs the task on its inputs (in the order of [`TaskSpec::reads`]).
-    fn run(&self, inputs: &[Arc<ChunkData>], env: &TaskEnv) -> Result<Option<ChunkData>>;
+    /// Runs the task on its inputs (in the order of [`TaskSpec::reads`]); returns one chunk
+    /// per output, in the order of [`TaskSpec::outputs`].
+    fn run(&self, inputs: &[Arc<ChunkData>], env: &TaskEnv) -> Result<Vec<ChunkData>>;
 }
 
 /// What the executor lends a running task.
@@ -53,7 +55,10 @@ pub(crate) struct TaskSpec {
     pub(crate) deps: Vec<TaskId>,
     /// Store keys the task reads, with their bytes.
     pub(crate) reads: Vec<(ChunkKey, u64)>,
-    pub(crate) output: Option<ChunkKey>,
+    /// Chunks the task produces into the store, with their bytes (none for a write task;
+    /// several for a rechunk split).
+    pub(crate) outputs: Vec<(ChunkKey, u64)>,
+    /// Bytes of the results the task builds (a write task's evaluated chunk included).
     pub(crate) output_bytes: u64,
     /// Scratch (tiles) and data read from external sources.
     pub(crate) working_bytes: u64,
@@ -113,10 +118,36 @@ pub(crate) struct Lowered {
     pub(crate) graph_after: String,
 }
 
+/// How a produced node's chunks cover it.
+enum Layout {
+    /// The node's own chunk grid.
+    Grid(ChunkGrid),
+    /// The pieces of a rechunk through an intermediate.
+    Cells(Arc<rechunk::CellGrid>),
+}
+
 struct Produced {
-    grid: ChunkGrid,
-    /// By linear chunk index.
+    layout: Layout,
+    /// By linear chunk (or cell) index.
     chunks: Vec<(TaskId, ChunkKey, u64)>,
+}
+
+impl Produced {
+    /// The chunks overlapping `region`: linear index and region of each.
+    fn overlapping(&self, region: &Region) -> Vec<(usize, Region)> {
+        match &self.layout {
+            Layout::Grid(g) => g
+                .chunks_overlapping(region)
+                .into_iter()
+                .map(|idx| (g.linear_index(&idx), g.chunk_region(&idx)))
+                .collect(),
+            Layout::Cells(c) => c
+                .cells_overlapping(region)
+                .into_iter()
+                .map(|i| (i, c.cell_region(i)))
+                .collect(),
+        }
+    }
 }
 
 struct Inputs {
@@ -125,6 +156,8 @@ struct Inputs {
     pieces: Vec<(NodeId, Region)>,
     externals: Vec<(NodeRef, Region)>,
     external_bytes: u64,
+    /// Bytes the external reads fetch and decode (whole stored chunks).
+    external_cost: u64,
     virtual_nodes: usize,
     shared: HashSet<NodeId>,
     fused_names: Vec<String>,
@@ -136,6 +169,8 @@ struct Lowering {
     tasks: Vec<TaskSpec>,
     produced: HashMap<NodeId, Produced>,
     stages: Vec<StageInfo>,
+    /// Rechunks planned through an intermediate ([`rechunk`]), decided on first sight.
+    staged: HashMap<NodeId, bool>,
 }
 
 fn bounding(a: &Region, b: &Region) -> Region {
@@ -170,10 +205,16 @@ impl Lowering {
         let mut names = Vec::new();
         let mut stack = vec![(Arc::clone(root), region.clone(), skip_root)];
         while let Some((n, r, is_root)) = stack.pop() {
-            let frontier = !is_root
-                && (self.materialized(&n)
-                    || n.is_stored_source()
-                    || matches!(n.op, Op::External(_)));
+            // A rechunk through an intermediate is read as its pieces, also as the root of
+            // a consumer's task (a write of the rechunked array), but not by its own split.
+            let staged = matches!(n.op, Op::Rechunk(_))
+                && (!is_root || !skip_root)
+                && self.rechunk_staged(&n)?;
+            let frontier = staged
+                || !is_root
+                    && (self.materialized(&n)
+                        || n.is_stored_source()
+                        || matches!(n.op, Op::External(_)));
             if frontier {
                 match needed.iter_mut().find(|(m, _)| m.id == n.id) {
                     Some((_, have)) => *have = bounding(have, &r),
@@ -204,6 +245,7 @@ impl Lowering {
             pieces: vec![],
             externals: vec![],
             external_bytes: 0,
+            external_cost: 0,
             virtual_nodes: visits.len(),
             shared,
             fused_names: names,
@@ -217,6 +259,7 @@ impl Lowering {
                 Op::External(src) => {
                     inp.external_bytes +=
                         (r.len() * n.dtype.size_bytes()) as u64 + src.read_overhead_bytes(&r);
+                    inp.external_cost += src.read_cost_bytes(&r);
                     inp.externals.push((n, r));
                 }
                 Op::Stored(st) => {
@@ -231,11 +274,11 @@ impl Lowering {
                 _ => {
                     self.produce(&n)?;
                     let p = &self.produced[&n.id];
-                    for idx in p.grid.chunks_overlapping(&r) {
-                        let (task, key, bytes) = p.chunks[p.grid.linear_index(&idx)];
+                    for (lin, cr) in p.overlapping(&r) {
+                        let (task, key, bytes) = p.chunks[lin];
                         inp.deps.push(task);
                         inp.reads.push((key, bytes));
-                        inp.pieces.push((n.id, p.grid.chunk_region(&idx)));
+                        inp.pieces.push((n.id, cr));
                     }
                 }
             }
@@ -321,7 +364,11 @@ impl Lowering {
                 stage: st,
                 deps: inp.deps,
                 reads: inp.reads,
-                output: sink.is_none().then_some(key),
+                outputs: if sink.is_none() {
+                    vec![(key, bytes)]
+                } else {
+                    vec![]
+                },
                 output_bytes: bytes,
                 working_bytes: working,
                 keep_output: keep,
@@ -337,6 +384,11 @@ impl Lowering {
         if self.produced.contains_key(&n.id) {
             return Ok(());
         }
+        if matches!(n.op, Op::Rechunk(_)) && self.rechunk_staged(n)? {
+            let produced = self.split_tasks(n)?;
+            self.produced.insert(n.id, produced);
+            return Ok(());
+        }
         let chunks = match &n.op {
             Op::Reduce(spec, input) => self.reduce_tasks(n, spec, input)?,
             _ => {
@@ -347,11 +399,121 @@ impl Lowering {
         self.produced.insert(
             n.id,
             Produced {
-                grid: n.grid.clone(),
+                layout: Layout::Grid(n.grid.clone()),
                 chunks,
             },
         );
         Ok(())
+    }
+
+    /// Whether a rechunk goes through an intermediate of pieces. The direct plan evaluates
+    /// the rechunk inside each consumer task, which fetches (and decodes) every input chunk
+    /// its region touches. That is refused when a task would hold more than its share of the
+    /// budget, or when the input would be read more than four times over in all (and that
+    /// re-reading is more than a task's share of the budget): then each input chunk is read
+    /// once and split.
+    fn rechunk_staged(&mut self, n: &NodeRef) -> Result<bool> {
+        if !matches!(n.op, Op::Rechunk(_)) {
+            return Ok(false);
+        }
+        if let Some(&s) = self.staged.get(&n.id) {
+            return Ok(s);
+        }
+        let size = n.dtype.size_bytes() as u64;
+        let (mut worst, mut cost) = (0u64, 0u64);
+        for idx in n.grid.chunk_indices() {
+            let r = n.grid.chunk_region(&idx);
+            let inp = self.inputs(n, &r, true)?;
+            let reads: u64 = inp.reads.iter().map(|x| x.1).sum();
+            worst = worst.max(reads + inp.external_bytes + r.len() as u64 * size);
+            cost += reads + inp.external_cost;
+        }
+        let total = n.grid.shape().iter().product::<usize>() as u64 * size;
+        let share = self.opts.limit_bytes / self.opts.threads.max(1) as u64;
+        let staged = worst > share || (cost > 4 * total && cost > share);
+        self.staged.insert(n.id, staged);
+        Ok(staged)
+    }
+
+    /// Stage one of a rechunk through an intermediate: one task per chunk of the input,
+    /// reading it once and returning its pieces (the cells of both chunkings).
+    fn split_tasks(&mut self, n: &NodeRef) -> Result<Produced> {
+        let Op::Rechunk(a) = &n.op else {
+            unreachable!("only rechunks are split")
+        };
+        let cells = Arc::new(rechunk::CellGrid::intersection(&a.grid, &n.grid));
+        let size = n.dtype.size_bytes() as u64;
+        let name = format!(
+            "rechunk split {:?} -> pieces -> {:?}",
+            a.grid.chunk_shape(),
+            n.grid.chunk_shape()
+        );
+        let mut chunks = vec![(0, ChunkKey::fresh(), 0); cells.num_cells()];
+        let mut stage = None;
+        for idx in a.grid.chunk_indices() {
+            let region = a.grid.chunk_region(&idx);
+            let outs = cells.cells_overlapping(&region);
+            let band = (region.len().min(self.tile_elems()) as u64) * size;
+            let (input, deps, reads, working, fused) = match &a.op {
+                Op::External(src) => (
+                    rechunk::SplitInput::Source(Arc::clone(src)),
+                    vec![],
+                    vec![],
+                    src.read_overhead_bytes(&region) + 2 * band,
+                    vec![a.op.name()],
+                ),
+                _ => {
+                    // The rechunk node itself as the root: it reads `a` over the region,
+                    // through `a`'s producers when `a` is materialized.
+                    let inp = self.inputs(n, &region, true)?;
+                    let working = self.scratch_bytes(&inp, &region) + inp.external_bytes;
+                    (
+                        rechunk::SplitInput::Expr {
+                            node: Arc::clone(n),
+                            pieces: inp.pieces,
+                            externals: inp.externals,
+                            shared: inp.shared,
+                        },
+                        inp.deps,
+                        inp.reads,
+                        working,
+                        inp.fused_names,
+                    )
+                }
+            };
+            let st = *stage.get_or_insert_with(|| self.new_stage(name.clone(), fused));
+            let outputs: Vec<(ChunkKey, u64)> = outs
+                .iter()
+                .map(|&c| (ChunkKey::fresh(), cells.cell_region(c).len() as u64 * size))
+                .collect();
+            let output_bytes = outputs.iter().map(|o| o.1).sum();
+            let body = Arc::new(rechunk::SplitBody {
+                input,
+                region: region.clone(),
+                cells: Arc::clone(&cells),
+                outputs: outs.clone(),
+                dtype: n.dtype,
+                tile_elems: self.tile_elems(),
+            });
+            let id = self.push(TaskSpec {
+                label: format!("rechunk split {region} into {} pieces", outs.len()),
+                stage: st,
+                deps,
+                reads,
+                outputs: outputs.clone(),
+                output_bytes,
+                working_bytes: working,
+                keep_output: false,
+                body,
+            });
+            for (&c, (key, bytes)) in outs.iter().zip(outputs) {
+                chunks[c] = (id, key, bytes);
+            }
+        }
+        Ok(Produced {
+            layout: Layout::Cells(cells),
+            chunks,
+        })
     }
 
     fn reduce_tasks(
@@ -404,7 +566,7 @@ impl Lowering {
                     stage: st,
                     deps: vec![],
                     reads: vec![],
-                    output: Some(out_key),
+                    outputs: vec![(out_key, out_bytes)],
                     output_bytes: out_bytes,
                     working_bytes: 0,
                     keep_output: false,
@@ -459,7 +621,7 @@ impl Lowering {
                     stage: st,
                     deps: inp.deps,
                     reads: inp.reads,
-                    output: Some(key),
+                    outputs: vec![(key, obytes)],
                     output_bytes: obytes,
                     working_bytes: working,
                     keep_output: false,
@@ -499,7 +661,7 @@ impl Lowering {
                         stage: st,
                         deps: group.iter().map(|g| g.0).collect(),
                         reads: group.iter().map(|g| (g.1, g.2)).collect(),
-                        output: Some(key),
+                        outputs: vec![(key, obytes)],
                         output_bytes: obytes,
                         working_bytes: group[0].2,
                         keep_output: false,
@@ -564,7 +726,7 @@ pub(crate) fn input_regions<'a>(n: &'a NodeRef, region: &Region) -> Vec<(&'a Nod
     }
 }
 
-fn build_ctx(
+pub(crate) fn build_ctx(
     pieces: &[(NodeId, Region)],
     inputs: &[Arc<ChunkData>],
     externals: &[(NodeRef, Region)],
@@ -611,8 +773,22 @@ struct EvalBody {
 }
 
 impl TaskBody for EvalBody {
-    fn run(&self, inputs: &[Arc<ChunkData>], env: &TaskEnv) -> Result<Option<ChunkData>> {
+    fn run(&self, inputs: &[Arc<ChunkData>], env: &TaskEnv) -> Result<Vec<ChunkData>> {
         let ctx = build_ctx(&self.pieces, inputs, &self.externals, &self.shared)?;
+        if let EvalMode::Write(sink, idx) = &self.mode
+            && let Some(mut stream) = sink.stream_chunk(idx)?
+        {
+            // Tiles come in C order, so the chunk reaches the sink's encoder as a stream and
+            // never exists whole (a stored node's tiles are slices of its pieces).
+            let mut memo = HashMap::new();
+            for t in eval::tiles(&self.region, self.tile_elems) {
+                memo.clear();
+                let v = eval::eval(&self.node, &t, &ctx, &mut memo)?;
+                stream.write(&v.into_dtype(sink.dtype()))?;
+            }
+            stream.finish()?;
+            return Ok(vec![]);
+        }
         let data = if ctx.leaves.contains_key(&self.node.id) {
             // The node is itself stored (persisting a stored array or a reduction result).
             ctx.leaves[&self.node.id]
@@ -625,20 +801,6 @@ impl TaskBody for EvalBody {
                     Ok,
                 )?
         } else {
-            if let EvalMode::Write(sink, idx) = &self.mode
-                && let Some(mut stream) = sink.stream_chunk(idx)?
-            {
-                // Tiles come in C order, so the chunk reaches the sink's encoder as a stream
-                // and never exists whole.
-                let mut memo = HashMap::new();
-                for t in eval::tiles(&self.region, self.tile_elems) {
-                    memo.clear();
-                    let v = eval::eval(&self.node, &t, &ctx, &mut memo)?;
-                    stream.write(&v.into_dtype(sink.dtype()))?;
-                }
-                stream.finish()?;
-                return Ok(None);
-            }
             eval::eval_region_tiled(
                 &self.node,
                 &self.region,
@@ -648,12 +810,12 @@ impl TaskBody for EvalBody {
             )?
         };
         match &self.mode {
-            EvalMode::Chunk => Ok(Some(data)),
+            EvalMode::Chunk => Ok(vec![data]),
             EvalMode::Write(sink, idx) => {
                 let data = data.into_dtype(sink.dtype());
                 sink.write_chunk(idx, &data)?;
                 env.pool.recycle(data);
-                Ok(None)
+                Ok(vec![])
             }
         }
     }
@@ -673,7 +835,7 @@ struct PartialBody {
 }
 
 impl TaskBody for PartialBody {
-    fn run(&self, inputs: &[Arc<ChunkData>], _env: &TaskEnv) -> Result<Option<ChunkData>> {
+    fn run(&self, inputs: &[Arc<ChunkData>], _env: &TaskEnv) -> Result<Vec<ChunkData>> {
         let ctx = build_ctx(&self.pieces, inputs, &self.externals, &self.shared)?;
         let mut acc = TileAcc::new(self.op, self.node.dtype, &self.axes, self.region.shape());
         let mut memo = HashMap::new();
@@ -684,10 +846,10 @@ impl TaskBody for PartialBody {
             acc.add_tile(v, off.start());
         }
         let p = acc.into_partial();
-        Ok(Some(match &self.finalize {
+        Ok(vec![match &self.finalize {
             Some((dt, shape)) => reduce::finalize(self.op, p, self.count, *dt, shape),
             None => p,
-        }))
+        }])
     }
 }
 
@@ -698,19 +860,19 @@ struct CombineBody {
 }
 
 impl TaskBody for CombineBody {
-    fn run(&self, inputs: &[Arc<ChunkData>], _env: &TaskEnv) -> Result<Option<ChunkData>> {
+    fn run(&self, inputs: &[Arc<ChunkData>], _env: &TaskEnv) -> Result<Vec<ChunkData>> {
         let parts: Vec<(&ChunkData, f64)> = inputs
             .iter()
             .map(|a| &**a)
             .zip(self.counts.iter().copied())
             .collect();
         let merged = reduce::merge(self.op, &parts);
-        Ok(Some(match &self.finalize {
+        Ok(vec![match &self.finalize {
             Some((dt, shape)) => {
                 reduce::finalize(self.op, merged, self.counts.iter().sum(), *dt, shape)
             }
             None => merged,
-        }))
+        }])
     }
 }
 
@@ -721,12 +883,12 @@ struct EmptyReduceBody {
 }
 
 impl TaskBody for EmptyReduceBody {
-    fn run(&self, _inputs: &[Arc<ChunkData>], _env: &TaskEnv) -> Result<Option<ChunkData>> {
+    fn run(&self, _inputs: &[Arc<ChunkData>], _env: &TaskEnv) -> Result<Vec<ChunkData>> {
         let v = match self.op {
             ReduceOp::Sum => 0.0,
             _ => f64::NAN,
         };
-        Ok(Some(ChunkData::full(self.dtype, &self.shape, v.into())))
+        Ok(vec![ChunkData::full(self.dtype, &self.shape, v.into())])
     }
 }
 
@@ -757,6 +919,7 @@ pub(crate) fn lower(targets: &[Target], opts: PlanOptions) -> Result<Lowered> {
         tasks: vec![],
         produced: HashMap::new(),
         stages: vec![],
+        staged: HashMap::new(),
     };
     let mut sinks = Vec::new();
     let mut kept = Vec::new();

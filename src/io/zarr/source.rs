@@ -546,6 +546,13 @@ impl ChunkSource for ZarrSource {
         }
     }
 
+    /// Whole stored chunks are decoded (a streamed read stops after the last band it needs,
+    /// but a column slice needs every band).
+    fn read_cost_bytes(&self, region: &Region) -> u64 {
+        let chunk = self.store_chunk.iter().product::<usize>() * self.dtype.size_bytes();
+        (self.grid.chunks_overlapping(region).len() * chunk) as u64
+    }
+
     /// A streamed read holds a decoder and one band; zarrs holds a chunk's compressed bytes
     /// and, for a chunk only partly inside the region, the whole decoded chunk.
     fn read_overhead_bytes(&self, region: &Region) -> u64 {
