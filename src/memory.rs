@@ -313,3 +313,20 @@ mod tests {
         assert!(parse_bytes("3 parsecs").is_err());
     }
 }
+
+/// Fixes glibc malloc's mmap threshold at 1 MiB (once per process), so that freed chunk
+/// buffers return to the kernel instead of staying resident as heap holes; see
+/// [`SessionBuilder::tune_allocator`](crate::SessionBuilder::tune_allocator).
+pub(crate) fn fix_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: mallopt only changes allocator parameters; M_MMAP_THRESHOLD takes a
+            // byte count.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+            }
+        });
+    }
+}

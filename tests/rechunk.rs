@@ -10,8 +10,13 @@ use spillway::io::zarr::ZarrWriteOptions;
 use spillway::{Array, ChunkData, ChunkGrid, DType, Session};
 
 fn session(limit: u64) -> Session {
+    session_with(limit, true)
+}
+
+fn session_with(limit: u64, fuse: bool) -> Session {
     Session::builder()
         .memory_limit(limit)
+        .fuse(fuse)
         .threads(2)
         .tile_bytes(2048)
         .build()
@@ -179,6 +184,7 @@ proptest! {
         src_seed in prop::collection::vec(1usize..60, 3),
         dst_seed in prop::collection::vec(1usize..60, 3),
         from_zarr in any::<bool>(),
+        fuse in any::<bool>(),
         limit_kib in 256u64..2048,
     ) {
         let nd = shape.len();
@@ -189,7 +195,9 @@ proptest! {
         let want = values(&x0);
         let dir = tempfile::tempdir().unwrap();
         let limit = if from_zarr { (limit_kib << 10) + (24 << 20) } else { limit_kib << 10 };
-        let s = session(limit);
+        // Unfused, every operation holds whole chunks: give it room for a few.
+        let limit = if fuse { limit } else { 4 * limit };
+        let s = session_with(limit, fuse);
         let x = if from_zarr {
             x0.to_zarr(dir.path().join("x.zarr"), &ZarrWriteOptions::default()).unwrap();
             s.from_zarr(dir.path().join("x.zarr"), "/").unwrap()

@@ -83,6 +83,7 @@ pub struct SessionBuilder {
     compression_level: Option<i32>,
     max_spill_bytes: Option<u64>,
     observer: Option<Arc<dyn crate::exec::RunObserver>>,
+    tune_allocator: Option<bool>,
 }
 
 impl std::fmt::Debug for dyn crate::exec::RunObserver {
@@ -160,6 +161,19 @@ impl SessionBuilder {
         self
     }
 
+    /// Whether building the session fixes glibc malloc's mmap threshold at 1 MiB, for the
+    /// whole process (default true; nothing happens on other allocators).
+    ///
+    /// glibc raises the threshold after the first large free, up to 32 MiB; from then on,
+    /// chunk-sized buffers come from the heap, and the holes they leave when freed stay
+    /// resident. Measured on W5 (a 4 GB rechunk under 512 MiB): peak RSS 630 MiB with
+    /// glibc's default, 512 MiB with the threshold fixed. Buffers of 1 MiB and more then
+    /// go back to the kernel when freed, so peak RSS follows the budget.
+    pub fn tune_allocator(mut self, on: bool) -> Self {
+        self.tune_allocator = Some(on);
+        self
+    }
+
     /// A cap on bytes written to spill files (default: none).
     pub fn max_spill_bytes(mut self, bytes: u64) -> Self {
         self.max_spill_bytes = Some(bytes);
@@ -232,6 +246,9 @@ impl SessionBuilder {
                 setting: "threads",
                 reason: e.to_string(),
             })?;
+        if self.tune_allocator.unwrap_or(true) {
+            crate::memory::fix_mmap_threshold();
+        }
         let budget = MemoryBudget::new(memory_limit);
         let store_config = StoreConfig {
             compression_level: level,

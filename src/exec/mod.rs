@@ -273,7 +273,13 @@ pub(crate) fn execute(
                             .iter()
                             .map(|k| store2.get(*k))
                             .collect::<Result<Vec<_>>>()?;
-                        body.run(&inputs, &crate::plan::TaskEnv { pool: &buffers2 })
+                        body.run(
+                            &inputs,
+                            &crate::plan::TaskEnv {
+                                pool: &buffers2,
+                                store: &store2,
+                            },
+                        )
                     }))
                     .unwrap_or_else(|p| {
                         let message = p

@@ -46,6 +46,8 @@ pub(crate) trait TaskBody: Send + Sync {
 pub(crate) struct TaskEnv<'a> {
     /// Reusable chunk buffers.
     pub(crate) pool: &'a crate::pool::ChunkPool,
+    /// The chunk store, for tasks that hand over outputs before they finish.
+    pub(crate) store: &'a crate::store::ChunkStore,
 }
 
 /// One task of a plan.
@@ -210,11 +212,11 @@ impl Lowering {
             let staged = matches!(n.op, Op::Rechunk(_))
                 && (!is_root || !skip_root)
                 && self.rechunk_staged(&n)?;
+            // An external source is read once per task, whole, also as the root (a task
+            // evaluating it tile by tile would decode its chunks once per tile).
             let frontier = staged
-                || !is_root
-                    && (self.materialized(&n)
-                        || n.is_stored_source()
-                        || matches!(n.op, Op::External(_)));
+                || (matches!(n.op, Op::External(_)) && (!is_root || !skip_root))
+                || !is_root && (self.materialized(&n) || n.is_stored_source());
             if frontier {
                 match needed.iter_mut().find(|(m, _)| m.id == n.id) {
                     Some((_, have)) => *have = bounding(have, &r),
@@ -441,8 +443,15 @@ impl Lowering {
         let Op::Rechunk(a) = &n.op else {
             unreachable!("only rechunks are split")
         };
-        let cells = Arc::new(rechunk::CellGrid::intersection(&a.grid, &n.grid));
         let size = n.dtype.size_bytes() as u64;
+        // Cut the leading axis so that a band of pieces across a read chunk (what a split
+        // task holds while it fills them) is about an eighth of a task's share of the budget.
+        let share = self.opts.limit_bytes / self.opts.threads.max(1) as u64;
+        let row_bytes = (a.grid.chunk_shape().iter().skip(1).product::<usize>() as u64) * size;
+        let step = ((share / 8) / row_bytes.max(1)).max(1) as usize;
+        let c0 = a.grid.chunk_shape().first().copied().unwrap_or(1).max(1);
+        let step = c0.div_ceil(c0.div_ceil(step.min(c0)));
+        let cells = Arc::new(rechunk::CellGrid::with_leading_step(&a.grid, &n.grid, step));
         let name = format!(
             "rechunk split {:?} -> pieces -> {:?}",
             a.grid.chunk_shape(),
@@ -454,6 +463,15 @@ impl Lowering {
             let region = a.grid.chunk_region(&idx);
             let outs = cells.cells_overlapping(&region);
             let band = (region.len().min(self.tile_elems()) as u64) * size;
+            // The pieces being filled at once: one band of cells along the leading axis.
+            let held = if self.opts.fuse {
+                (step.min(region.shape().first().copied().unwrap_or(1)) as u64)
+                    * (region.shape().iter().skip(1).product::<usize>() as u64)
+                    * size
+            } else {
+                // Unfused, the region is read as one tile: every piece fills at once.
+                region.len() as u64 * size
+            };
             let (input, deps, reads, working, fused) = match &a.op {
                 Op::External(src) => (
                     rechunk::SplitInput::Source(Arc::clone(src)),
@@ -486,12 +504,12 @@ impl Lowering {
                 .iter()
                 .map(|&c| (ChunkKey::fresh(), cells.cell_region(c).len() as u64 * size))
                 .collect();
-            let output_bytes = outputs.iter().map(|o| o.1).sum();
+            let output_bytes = held.min(outputs.iter().map(|o| o.1).sum());
             let body = Arc::new(rechunk::SplitBody {
                 input,
                 region: region.clone(),
                 cells: Arc::clone(&cells),
-                outputs: outs.clone(),
+                outputs: outs.iter().zip(&outputs).map(|(&c, o)| (c, o.0)).collect(),
                 dtype: n.dtype,
                 tile_elems: self.tile_elems(),
             });
@@ -774,7 +792,7 @@ struct EvalBody {
 
 impl TaskBody for EvalBody {
     fn run(&self, inputs: &[Arc<ChunkData>], env: &TaskEnv) -> Result<Vec<ChunkData>> {
-        let ctx = build_ctx(&self.pieces, inputs, &self.externals, &self.shared)?;
+        let mut ctx = build_ctx(&self.pieces, inputs, &self.externals, &self.shared)?;
         if let EvalMode::Write(sink, idx) = &self.mode
             && let Some(mut stream) = sink.stream_chunk(idx)?
         {
@@ -789,17 +807,21 @@ impl TaskBody for EvalBody {
             stream.finish()?;
             return Ok(vec![]);
         }
-        let data = if ctx.leaves.contains_key(&self.node.id) {
-            // The node is itself stored (persisting a stored array or a reduction result).
-            ctx.leaves[&self.node.id]
-                .pieces
-                .iter()
-                .find(|(r, _)| *r == self.region)
-                .map(|(_, d)| (**d).clone())
-                .map_or_else(
-                    || eval::eval(&self.node, &self.region, &ctx, &mut HashMap::new()),
-                    Ok,
-                )?
+        let whole = ctx
+            .leaves
+            .get(&self.node.id)
+            .and_then(|leaf| leaf.pieces.iter().position(|(r, _)| *r == self.region));
+        let data = if let Some(i) = whole {
+            // The node is itself stored (persisting a stored array or a reduction result, or
+            // reading an external source) and one piece is the whole region: take it, without
+            // a copy when nothing else holds it (a region read from a source).
+            let mut leaf = ctx.leaves.remove(&self.node.id).expect("found above");
+            let (_, d) = leaf.pieces.swap_remove(i);
+            drop(leaf);
+            drop(ctx);
+            Arc::try_unwrap(d).unwrap_or_else(|d| (*d).clone())
+        } else if ctx.leaves.contains_key(&self.node.id) {
+            eval::eval(&self.node, &self.region, &ctx, &mut HashMap::new())?
         } else {
             eval::eval_region_tiled(
                 &self.node,

@@ -44,7 +44,16 @@ pub(crate) struct CellGrid {
 
 impl CellGrid {
     /// The cells of the union of two grids' chunk boundaries.
+    #[cfg(test)]
     pub(crate) fn intersection(a: &ChunkGrid, b: &ChunkGrid) -> CellGrid {
+        Self::with_leading_step(a, b, usize::MAX)
+    }
+
+    /// As [`intersection`](Self::intersection), with the leading axis also cut every `step`
+    /// elements inside each chunk of `a`: a split task that reads a chunk of `a` in C order
+    /// then completes a band of cells every `step` rows and can hand them over, holding one
+    /// band instead of the whole chunk.
+    pub(crate) fn with_leading_step(a: &ChunkGrid, b: &ChunkGrid, step: usize) -> CellGrid {
         let bounds = (0..a.ndim())
             .map(|k| {
                 let n = a.shape()[k];
@@ -55,6 +64,12 @@ impl CellGrid {
                         (0..n).step_by(c)
                     })
                     .collect();
+                if k == 0 && step < a.chunk_shape()[0] {
+                    let c = a.chunk_shape()[0].max(1);
+                    for start in (0..n).step_by(c) {
+                        v.extend((start..(start + c).min(n)).step_by(step.max(1)));
+                    }
+                }
                 v.push(n);
                 v.sort_unstable();
                 v.dedup();
@@ -129,14 +144,16 @@ pub(crate) enum SplitInput {
     },
 }
 
-/// Stage one of a rechunk: reads one region of the input once and returns the pieces of the
-/// cell grid inside it (in the order given), so no piece needs the region whole.
+/// Stage one of a rechunk: reads one region of the input once and splits it into the
+/// pieces of the cell grid inside it. Each piece goes into the store as soon as its last
+/// element arrives (the store spills it when the budget is short), so the task holds only
+/// the pieces being filled, a band of them when the region is read in C order.
 pub(crate) struct SplitBody {
     pub(crate) input: SplitInput,
     pub(crate) region: Region,
     pub(crate) cells: Arc<CellGrid>,
-    /// The cells this task produces, by linear index, in output order.
-    pub(crate) outputs: Vec<usize>,
+    /// The cells this task produces, by linear index, with their store keys.
+    pub(crate) outputs: Vec<(usize, crate::store::ChunkKey)>,
     pub(crate) dtype: crate::dtype::DType,
     pub(crate) tile_elems: usize,
 }
@@ -147,18 +164,17 @@ impl TaskBody for SplitBody {
             .outputs
             .iter()
             .enumerate()
-            .map(|(i, &c)| (c, i))
+            .map(|(i, &(c, _))| (c, i))
             .collect();
         let regions: Vec<Region> = self
             .outputs
             .iter()
-            .map(|&c| self.cells.cell_region(c))
+            .map(|&(c, _)| self.cells.cell_region(c))
             .collect();
-        // Filled completely by the scatter below; pooled buffers avoid first-touch faults.
-        let mut out: Vec<ChunkData> = regions
-            .iter()
-            .map(|r| env.pool.zeros(self.dtype, r.shape()))
-            .collect();
+        // A piece's buffer exists from its first element to its last; filled completely by
+        // the scatter (pooled buffers avoid first-touch faults).
+        let mut bufs: Vec<Option<ChunkData>> = vec![None; regions.len()];
+        let mut filled = vec![0usize; regions.len()];
         let mut scatter = |band: &Region, data: ChunkData| -> Result<()> {
             let data = data.into_dtype(self.dtype);
             for c in self.cells.cells_overlapping(band) {
@@ -168,9 +184,17 @@ impl TaskBody for SplitBody {
                     continue;
                 };
                 if ov == *band && ov == *r {
-                    out[i] = data.clone();
+                    bufs[i] = Some(data.clone());
                 } else {
-                    out[i].assign_region(&ov.relative_to(r), &data.slice(&ov.relative_to(band)));
+                    bufs[i]
+                        .get_or_insert_with(|| env.pool.zeros(self.dtype, r.shape()))
+                        .assign_region(&ov.relative_to(r), &data.slice(&ov.relative_to(band)));
+                }
+                filled[i] += ov.len();
+                if filled[i] == r.len()
+                    && let Some(piece) = bufs[i].take()
+                {
+                    env.store.put(self.outputs[i].1, Arc::new(piece))?;
                 }
             }
             Ok(())
@@ -194,7 +218,9 @@ impl TaskBody for SplitBody {
                 }
             }
         }
-        Ok(out)
+        // Every piece was handed over as it completed.
+        debug_assert!(bufs.iter().all(Option::is_none));
+        Ok(vec![])
     }
 }
 
