@@ -281,6 +281,23 @@ pub fn parse_bytes(input: &str) -> Result<u64> {
     Ok(bytes.round() as u64)
 }
 
+/// Fixes glibc malloc's mmap threshold at 1 MiB (once per process), so that freed chunk
+/// buffers return to the kernel instead of staying resident as heap holes; see
+/// [`SessionBuilder::tune_allocator`](crate::SessionBuilder::tune_allocator).
+pub(crate) fn fix_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: mallopt only changes allocator parameters; M_MMAP_THRESHOLD takes a
+            // byte count.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,22 +328,5 @@ mod tests {
         assert!(parse_bytes("lots").is_err());
         assert!(parse_bytes("0").is_err());
         assert!(parse_bytes("3 parsecs").is_err());
-    }
-}
-
-/// Fixes glibc malloc's mmap threshold at 1 MiB (once per process), so that freed chunk
-/// buffers return to the kernel instead of staying resident as heap holes; see
-/// [`SessionBuilder::tune_allocator`](crate::SessionBuilder::tune_allocator).
-pub(crate) fn fix_mmap_threshold() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            // SAFETY: mallopt only changes allocator parameters; M_MMAP_THRESHOLD takes a
-            // byte count.
-            unsafe {
-                libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-            }
-        });
     }
 }
