@@ -425,7 +425,7 @@ fn main() {
             .iter()
             .filter(|m| m.workload == w && m.engine == e)
             .collect();
-        let ok: Vec<&&Measured> = ms.iter().filter(|m| m.completed).collect();
+        let ok: Vec<&Measured> = ms.iter().copied().filter(|m| m.completed).collect();
         let rss = median(ok.iter().map(|m| m.os_peak_rss as f64).collect());
         let wall = median(ok.iter().map(|m| m.wall_s).collect());
         (ms, ok.len(), rss, wall)

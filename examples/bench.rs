@@ -148,7 +148,7 @@ fn parse_args() -> Result<Options, String> {
         match a.as_str() {
             "--scale" => {
                 o.scale = value(a)?.parse().map_err(|e| format!("--scale: {e}"))?;
-                if !(o.scale > 0.0) {
+                if o.scale.is_nan() || o.scale <= 0.0 {
                     return Err("--scale must be positive".into());
                 }
             }
