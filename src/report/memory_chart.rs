@@ -85,20 +85,18 @@ fn draw(
     // Stacked from the bottom: hot, compressed, then the rest of what is reserved (running
     // tasks' buffers, pooled buffers). Each band is drawn as an area down to zero, the
     // highest first, so the lower ones paint over it.
-    let stack_top = |s: &crate::exec::MemorySample| {
+    let stack_tops = |s: &crate::exec::MemorySample| {
         let tiers = s.hot_bytes + s.compressed_bytes;
-        (
-            mib(s.hot_bytes),
-            mib(tiers),
+        [
             mib(s.reserved_bytes.max(tiers)),
-        )
+            mib(tiers),
+            mib(s.hot_bytes),
+        ]
     };
-    let bands: [(RGBColor, fn((f64, f64, f64)) -> f64); 3] =
-        [(TASKS, |t| t.2), (COMPRESSED, |t| t.1), (HOT, |t| t.0)];
-    for (colour, pick) in bands {
+    for (band, colour) in [TASKS, COMPRESSED, HOT].into_iter().enumerate() {
         chart.draw_series(
             AreaSeries::new(
-                samples.iter().map(|s| (s.t_s, pick(stack_top(s)))),
+                samples.iter().map(|s| (s.t_s, stack_tops(s)[band])),
                 0.0,
                 colour.mix(0.85),
             )
