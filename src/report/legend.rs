@@ -23,6 +23,22 @@ pub(crate) const PALETTE: [RGBColor; 10] = [
 /// Width of the legend column to the right of a chart, in pixels.
 pub(crate) const LEGEND_WIDTH: u32 = 260;
 
+/// Width of the area left of a chart's plot (y labels, thread names), in pixels.
+pub(crate) const LEFT_AXIS_WIDTH: u32 = 70;
+
+/// Width of the area right of a chart's plot (the memory chart's spill axis), in pixels. Both
+/// charts keep it, so that their time axes line up one above the other.
+pub(crate) const RIGHT_AXIS_WIDTH: u32 = 70;
+
+/// An axis label: whole numbers on an axis that reaches 20 or more, one decimal below.
+pub(crate) fn axis_number(v: f64, axis_top: f64) -> String {
+    if axis_top >= 20.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
 /// Font of axis descriptions, legend entries and thread labels.
 pub(crate) const FONT: &str = "sans-serif";
 

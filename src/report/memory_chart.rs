@@ -63,8 +63,8 @@ fn draw(
         .caption(TITLE, (FONT, 20))
         .margin(12)
         .x_label_area_size(40)
-        .y_label_area_size(70)
-        .right_y_label_area_size(if spilled { 70 } else { 0 })
+        .y_label_area_size(legend::LEFT_AXIS_WIDTH)
+        .right_y_label_area_size(legend::RIGHT_AXIS_WIDTH)
         .build_cartesian_2d(0.0..t_end, 0.0..y_top)?
         .set_secondary_coord(0.0..t_end, 0.0..(disk_max * 1.08).max(1.0));
     chart
@@ -72,12 +72,14 @@ fn draw(
         .max_light_lines(0)
         .x_desc("seconds since the run started")
         .y_desc("MiB in RAM")
+        .y_label_formatter(&|v| legend::axis_number(*v, y_top))
         .axis_desc_style((FONT, 14))
         .draw()?;
     if spilled {
         chart
             .configure_secondary_axes()
             .y_desc("MiB in spill files")
+            .y_label_formatter(&|v| legend::axis_number(*v, disk_max))
             .axis_desc_style((FONT, 14))
             .draw()?;
     }

@@ -67,7 +67,9 @@ fn draw(
         .caption(TITLE, (FONT, 20))
         .margin(12)
         .x_label_area_size(40)
-        .y_label_area_size(70)
+        .y_label_area_size(legend::LEFT_AXIS_WIDTH)
+        // As wide as the memory chart's right axis, so that the two time axes line up.
+        .right_y_label_area_size(legend::RIGHT_AXIS_WIDTH)
         .build_cartesian_2d(0.0..t_end, 0.0..threads as f64)?;
     chart
         .configure_mesh()
