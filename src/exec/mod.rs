@@ -147,6 +147,25 @@ pub trait RunObserver: Send + Sync {
 }
 
 /// What a run is about to do, for [`RunObserver::started`].
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use spillway::{MemorySample, RunObserver, RunStart, Session};
+///
+/// #[derive(Default)]
+/// struct Starts(Mutex<Vec<String>>);
+/// impl RunObserver for Starts {
+///     fn started(&self, run: &RunStart) {
+///         self.0.lock().unwrap().push(format!("{}: {} tasks", run.description, run.total_tasks));
+///     }
+///     fn progress(&self, _total_tasks: usize, _sample: &MemorySample) {}
+/// }
+/// let starts = Arc::new(Starts::default());
+/// let s = Session::builder().observer(Arc::clone(&starts) as Arc<dyn RunObserver>).build()?;
+/// s.ones::<f64>(&[100], [50])?.persist()?;
+/// assert_eq!(starts.0.lock().unwrap().as_slice(), ["persist: 2 tasks"]);
+/// # Ok::<(), spillway::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct RunStart {

@@ -115,6 +115,69 @@ pub(crate) fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::{MemorySample, RunStats, TaskRecord};
+    use crate::report::StageSummary;
+
+    /// A report made by hand, with what real runs rarely have: a zero wall time, a task on a
+    /// thread beyond the session's count, a stage the plan does not list, markup in names,
+    /// and more stages than the legend has room for.
+    fn odd_report() -> RunReport {
+        let stages: Vec<StageSummary> = (0..40)
+            .map(|i| StageSummary {
+                name: format!("stage <{i}> & co"),
+                tasks: 1,
+                max_task_bytes: 1,
+                output_bytes: 1,
+                fused: vec!["a<b".into()],
+            })
+            .collect();
+        let mut task_records: Vec<TaskRecord> = stages
+            .iter()
+            .map(|s| TaskRecord {
+                label: s.name.clone(),
+                stage: s.name.clone(),
+                thread: 0,
+                start_s: 0.0,
+                end_s: 0.0,
+                reserved_bytes: 0,
+            })
+            .collect();
+        task_records.push(TaskRecord {
+            label: "stray".into(),
+            stage: "not in the plan".into(),
+            thread: 5,
+            start_s: 0.0,
+            end_s: 0.0,
+            reserved_bytes: 0,
+        });
+        RunReport {
+            description: "write to <odd> \"path\"".into(),
+            limit_bytes: 0,
+            threads: 1,
+            stages,
+            plan: "plan <with> & markup".into(),
+            stats: RunStats {
+                tasks: 41,
+                tasks_total: 41,
+                samples: vec![MemorySample::default()],
+                task_records,
+                ..Default::default()
+            },
+            spilled_bytes: 0,
+            store: Default::default(),
+            peak_rss_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn odd_reports_still_draw_and_escape() {
+        let html = page(&odd_report()).unwrap();
+        assert_eq!(html.matches("<svg").count(), 2);
+        assert!(html.contains("thread 5"), "rows for every thread seen");
+        assert!(html.contains("… and "), "the legend says what it left out");
+        assert!(!html.contains("<odd>") && !html.contains("<with>") && !html.contains("<0>"));
+        assert!(html.contains("plan &lt;with&gt; &amp; markup"));
+    }
 
     #[test]
     fn escapes_markup() {

@@ -19,9 +19,9 @@
 //! Recording is on by default and can be switched off with
 //! [`SessionBuilder::record_timeline`](crate::SessionBuilder::record_timeline).
 //!
-//! One job per file: `run_report` holds the data ([`RunReport`]) and its JSON form, `html` assembles the
-//! page, `memory_chart` and `task_chart` draw one chart each with plotters' SVG backend,
-//! `legend` holds their shared colours and legend, and `progress` is the progress bar.
+//! One job per file: `run_report` holds the data ([`RunReport`]) and its JSON form, `html`
+//! assembles the page, `memory_chart` and `task_chart` draw one chart each with plotters' SVG
+//! backend, `legend` holds what the two charts share, and `progress` is the progress bar.
 
 mod html;
 mod legend;

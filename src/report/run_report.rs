@@ -10,6 +10,17 @@ use crate::store::StoreStats;
 
 /// One stage of the plan that ran: a fused run of operations ending in a reduction, persist or
 /// write.
+///
+/// ```
+/// let s = spillway::Session::new()?;
+/// let x = s.ones::<f64>(&[1_000, 10], [100, 10])?;
+/// (&x * 2.0).sum(0)?.compute::<f64>()?;
+/// let report = s.last_run_report().unwrap();
+/// let first = &report.stages[0];
+/// assert_eq!(first.tasks, 10); // one partial sum per chunk
+/// assert!(first.fused.iter().any(|op| op.starts_with("mul"))); // ran inside the sum's tasks
+/// # Ok::<(), spillway::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct StageSummary {
