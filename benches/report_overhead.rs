@@ -5,9 +5,11 @@
 //! in a fresh session with `record_timeline(true)` and once with `record_timeline(false)`,
 //! alternating which goes first; the medians of the wall times are compared.
 //!
-//! Two figures are printed, because on a shared 2-core machine the wall-clock difference of
+//! These figures are printed, because on a shared 2-core machine the wall-clock difference of
 //! two medians is mostly noise at this size:
-//! - the measured difference of the medians, on vs off, in % of off;
+//! - the difference of the medians, on vs off, in % of off; and the median of the paired
+//!   differences (each round's on minus off, run back to back), in % of the median off time,
+//!   for wall time and for the process's CPU time (user + sys);
 //! - a bottom-up estimate: the samples and task records one recorded run made, times the
 //!   cost of one sample (timed here as `Session::memory_report()`, which reads the same OS
 //!   figure and store counters and a little more) and of one task record (a `TaskRecord`
@@ -29,8 +31,29 @@ fn arg(name: &str, default: usize) -> usize {
         .map_or(default, |v| v.parse().expect("a number"))
 }
 
-/// One W1 run in a fresh session; its wall time, samples and task records.
-fn w1(rows: usize, cols: usize, chunk_rows: usize, record: bool) -> (f64, usize, usize, f64) {
+/// CPU seconds (user + sys) the process has used so far.
+fn cpu_s() -> f64 {
+    // SAFETY: getrusage writes into the struct we pass.
+    let u = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 * 1e-6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// What one run measured.
+struct Run {
+    wall_s: f64,
+    cpu_s: f64,
+    samples: usize,
+    records: usize,
+    result: f64,
+}
+
+/// One W1 run in a fresh session.
+fn w1(rows: usize, cols: usize, chunk_rows: usize, record: bool) -> Run {
     let s = Session::builder()
         .memory_limit("1GiB")
         .record_timeline(record)
@@ -44,11 +67,17 @@ fn w1(rows: usize, cols: usize, chunk_rows: usize, record: bool) -> (f64, usize,
     let j = s.arange(cols, [cols]).unwrap().insert_axis(0).unwrap();
     let x = ((&i * 0.001) + (&j * 0.0007)).unwrap().sin().unwrap();
     let y = (&x * 2.5).mean(1).unwrap().std(None, 0.0).unwrap();
-    let t0 = Instant::now();
-    let v: f64 = y.compute_scalar().unwrap();
-    let wall = t0.elapsed().as_secs_f64();
+    let (t0, c0) = (Instant::now(), cpu_s());
+    let result: f64 = y.compute_scalar().unwrap();
+    let (wall_s, cpu_s) = (t0.elapsed().as_secs_f64(), cpu_s() - c0);
     let r = s.last_run_report().expect("a report");
-    (wall, r.stats.samples.len(), r.stats.task_records.len(), v)
+    Run {
+        wall_s,
+        cpu_s,
+        samples: r.stats.samples.len(),
+        records: r.stats.task_records.len(),
+        result,
+    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -71,10 +100,11 @@ fn main() {
     );
 
     // Warm-up: page cache, allocator, thread start-up.
-    let (_, _, _, expect) = w1(rows, cols, chunk_rows, true);
+    let expect = w1(rows, cols, chunk_rows, true).result;
     w1(rows, cols, chunk_rows, false);
 
     let (mut on, mut off) = (Vec::new(), Vec::new());
+    let (mut cpu_on, mut cpu_off) = (Vec::new(), Vec::new());
     let (mut samples, mut records) = (0, 0);
     for k in 0..runs {
         let order = if k % 2 == 0 {
@@ -83,18 +113,30 @@ fn main() {
             [false, true]
         };
         for record in order {
-            let (wall, n_samples, n_records, v) = w1(rows, cols, chunk_rows, record);
-            assert_eq!(v.to_bits(), expect.to_bits(), "same result either way");
+            let r = w1(rows, cols, chunk_rows, record);
+            assert_eq!(
+                r.result.to_bits(),
+                expect.to_bits(),
+                "same result either way"
+            );
             if record {
-                on.push(wall);
-                samples = samples.max(n_samples);
-                records = records.max(n_records);
+                on.push(r.wall_s);
+                cpu_on.push(r.cpu_s);
+                samples = samples.max(r.samples);
+                records = records.max(r.records);
             } else {
-                assert_eq!(n_samples + n_records, 0, "nothing recorded when off");
-                off.push(wall);
+                assert_eq!(r.samples + r.records, 0, "nothing recorded when off");
+                off.push(r.wall_s);
+                cpu_off.push(r.cpu_s);
             }
         }
     }
+    let paired = |a: &[f64], b: &[f64]| {
+        let mut d: Vec<f64> = a.iter().zip(b).map(|(a, b)| a - b).collect();
+        median(&mut d)
+    };
+    let (d_wall, d_cpu) = (paired(&on, &off), paired(&cpu_on, &cpu_off));
+    let med_cpu_off = median(&mut cpu_off.clone());
     let (med_on, med_off) = (median(&mut on), median(&mut off));
     let spread = |v: &[f64]| (v[v.len() - 1] - v[0]) / median(&mut v.to_vec()) * 100.0;
 
@@ -133,8 +175,10 @@ fn main() {
         spread(&off)
     );
     println!(
-        "measured overhead: {:+.2}% of wall time (difference of the medians; noise at this size)",
-        (med_on - med_off) / med_off * 100.0
+        "measured overhead: {:+.2}% of wall time (difference of the medians); paired: {:+.2}% of wall time, {:+.2}% of CPU time (median of the rounds' differences)",
+        (med_on - med_off) / med_off * 100.0,
+        d_wall / med_off * 100.0,
+        d_cpu / med_cpu_off * 100.0
     );
     println!(
         "bottom-up estimate: {samples} samples × {:.1} µs + {records} records × {:.2} µs = {:.3} ms = {:.3}% of wall time",
