@@ -131,6 +131,27 @@ fn a_write_report_names_its_sink() {
 }
 
 #[test]
+fn a_parquet_write_report_says_write_to_even_under_a_path_that_says_write() {
+    let s = session("64MiB");
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("write_out");
+    std::fs::create_dir(&sub).unwrap();
+    let x = s.ones::<f64>(&[1_000, 3], [250, 3]).unwrap();
+    x.to_parquet(
+        sub.join("w.parquet"),
+        &spillway::io::parquet::ParquetWriteOptions::default(),
+    )
+    .unwrap();
+    let r = s.last_run_report().unwrap();
+    check_timeline(&r);
+    assert!(
+        r.description.starts_with("write to parquet"),
+        "{}",
+        r.description
+    );
+}
+
+#[test]
 fn json_round_trips_exactly() {
     let s = session("64MiB");
     let x = s.random_normal(&[2_000, 300], [200, 300], 9).unwrap();

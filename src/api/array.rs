@@ -338,7 +338,8 @@ fn describe(targets: &[Target]) -> String {
             Target::Keep(_) => "persist".to_string(),
             Target::Sink(_, sink) => match sink.describe() {
                 d if d == "memory" => "compute".to_string(),
-                d if d.contains("write") => d, // "zarr write out.zarr (v3, …)"
+                // "zarr write out.zarr (v3, …)" says it already (a path may say "write" too).
+                d if d.split_whitespace().take(3).any(|w| w == "write") => d,
                 d => format!("write to {d}"),
             },
         })
