@@ -1,8 +1,9 @@
 //! Persist an array larger than the memory limit and reuse it in two reductions.
 //!
 //! `x[i, j] = sin(i * 0.001 + j * 0.0007)` (40_000 × 5_000 f64, 1.6 GB, in 2_000-row chunks)
-//! is persisted under a 256 MiB limit, so its chunks spill from RAM to the compressed tier and
-//! on to disk. Two reductions then read it back from the store instead of recomputing it:
+//! is persisted under a 256 MiB limit, so most of its chunks leave RAM: to the compressed tier
+//! when the budget has room for the compressed copy while it is built, otherwise straight to
+//! disk (the memory report and the HTML page show which). Two reductions then read it back from the store instead of recomputing it:
 //! `x.mean(axis 0)` and `(x² + 3x).mean()`. Both are checked against a plain loop over the
 //! formula. The example prints each run's figures and the session's memory report, and writes
 //! the persist run's report (an HTML page with the memory per tier over time and the task
