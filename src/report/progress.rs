@@ -2,8 +2,10 @@
 //! session that asked for one, fed by the executor's memory samples through [`RunObserver`].
 //!
 //! ```text
-//! persist [00:00:07] ==============>          61/120 tasks · 8.4 tasks/s · ETA 7s · mem 250.1 MiB/256.0 MiB (hot 180.0 MiB, zstd 64.2 MiB) · spilled 412.0 MiB · RSS 301.7 MiB
+//! persist ==========>          61/120 tasks · 8.4 tasks/s · ETA 7s · mem 250.1 MiB/256.0 MiB (hot 180.0 MiB, zstd 64.2 MiB) · spilled 412.0 MiB · RSS 301.7 MiB
 //! ```
+//!
+//! The memory part is cut to the terminal's width (tasks, rate and ETA come first).
 //!
 //! As cargo and pip do, the bar is drawn only when stderr is a terminal
 //! ([`ProgressMode::Auto`]); [`ProgressMode::Always`] forces it, and when stderr is then not a
@@ -12,7 +14,8 @@
 
 use std::fmt;
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle, TermLike};
 
@@ -53,7 +56,9 @@ impl From<bool> for ProgressMode {
     }
 }
 
-type TargetFactory = Box<dyn Fn() -> Option<ProgressDrawTarget> + Send + Sync>;
+/// Where a run's bar draws: a draw target, and the line log behind it when there is one.
+type Target = (ProgressDrawTarget, Option<Arc<LineLog>>);
+type TargetFactory = Box<dyn Fn() -> Option<Target> + Send + Sync>;
 
 /// The [`RunObserver`] behind [`ProgressMode`]: one bar per run.
 pub(crate) struct ProgressBarObserver {
@@ -66,6 +71,7 @@ struct Bar {
     bar: ProgressBar,
     limit_bytes: u64,
     last: MemorySample,
+    log: Option<Arc<LineLog>>,
 }
 
 impl ProgressBarObserver {
@@ -76,18 +82,18 @@ impl ProgressBarObserver {
             ProgressMode::Auto => Box::new(|| {
                 std::io::stderr()
                     .is_terminal()
-                    .then(|| ProgressDrawTarget::stderr_with_hz(10))
+                    .then(|| (ProgressDrawTarget::stderr_with_hz(10), None))
             }),
             ProgressMode::Always => Box::new(|| {
                 Some(if std::io::stderr().is_terminal() {
-                    ProgressDrawTarget::stderr_with_hz(10)
+                    (ProgressDrawTarget::stderr_with_hz(10), None)
                 } else {
-                    ProgressDrawTarget::term_like_with_hz(
-                        Box::new(LineLog::new(|line| {
-                            let _ = writeln!(std::io::stderr().lock(), "{line}");
-                        })),
-                        1,
-                    )
+                    let log = Arc::new(LineLog::new(Duration::from_secs(1), |line| {
+                        let _ = writeln!(std::io::stderr().lock(), "{line}");
+                    }));
+                    let target =
+                        ProgressDrawTarget::term_like(Box::new(SharedLog(Arc::clone(&log))));
+                    (target, Some(log))
                 })
             }),
         };
@@ -109,7 +115,7 @@ impl ProgressBarObserver {
 /// The bar's layout: what, how far, how fast, how long still, and where memory is.
 fn style() -> ProgressStyle {
     ProgressStyle::with_template(
-        "{prefix} [{elapsed_precise}] {bar:28} {pos}/{len} tasks · {rate} · ETA {eta} · {msg}",
+        "{prefix} {bar:20} {pos}/{len} tasks · {rate} · ETA {eta} · {wide_msg}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .with_key("rate", |state: &ProgressState, w: &mut dyn fmt::Write| {
@@ -137,7 +143,7 @@ impl RunObserver for ProgressBarObserver {
         if let Some(old) = slot.take() {
             old.bar.abandon();
         }
-        let Some(target) = (self.target)() else {
+        let Some((target, log)) = (self.target)() else {
             return;
         };
         let bar = ProgressBar::with_draw_target(Some(run.total_tasks as u64), target)
@@ -147,6 +153,7 @@ impl RunObserver for ProgressBarObserver {
             bar,
             limit_bytes: run.limit_bytes,
             last: MemorySample::default(),
+            log,
         });
     }
 
@@ -172,48 +179,94 @@ impl RunObserver for ProgressBarObserver {
             )),
             None => b.bar.abandon_with_message("failed"),
         }
+        if let Some(log) = &b.log {
+            log.flush_latest();
+        }
     }
 }
 
-/// A [`TermLike`] that cannot move the cursor: each redraw of the bar becomes one plain line
-/// (for stderr that is not a terminal).
+/// Plain lines for a stderr that is not a terminal: each redraw of the bar becomes one line,
+/// at most one per `interval`, repeats dropped; the latest line held back by the interval is
+/// written when the run ends ([`flush_latest`](Self::flush_latest)).
 struct LineLog {
-    pending: Mutex<String>,
+    interval: Duration,
+    state: Mutex<LogState>,
     emit: Box<dyn Fn(&str) + Send + Sync>,
 }
 
+#[derive(Default)]
+struct LogState {
+    /// Text of the redraw going on.
+    pending: String,
+    /// The last line written, and when.
+    written: String,
+    written_at: Option<Instant>,
+    /// A line the interval held back.
+    held: Option<String>,
+}
+
 impl LineLog {
-    fn new(emit: impl Fn(&str) + Send + Sync + 'static) -> LineLog {
+    fn new(interval: Duration, emit: impl Fn(&str) + Send + Sync + 'static) -> LineLog {
         LineLog {
-            pending: Mutex::new(String::new()),
+            interval,
+            state: Mutex::new(LogState::default()),
             emit: Box::new(emit),
         }
     }
 
-    fn push(&self, s: &str, end_line: bool) {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        p.push_str(s.trim_start_matches('\r'));
-        if end_line {
-            self.emit_pending(&mut p);
-        }
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn emit_pending(&self, p: &mut String) {
-        let line = p.trim_end();
-        if !line.is_empty() {
-            (self.emit)(line);
+    fn push(&self, s: &str, end_line: bool) {
+        let mut st = self.lock();
+        st.pending.push_str(s.trim_start_matches('\r'));
+        if !end_line {
+            return;
         }
-        p.clear();
+        let line = st.pending.trim_end().to_string();
+        st.pending.clear();
+        if line.is_empty() || line == st.written {
+            return;
+        }
+        let now = Instant::now();
+        if st
+            .written_at
+            .is_some_and(|t| now.duration_since(t) < self.interval)
+        {
+            st.held = Some(line);
+            return;
+        }
+        (self.emit)(&line);
+        st.written = line;
+        st.written_at = Some(now);
+        st.held = None;
+    }
+
+    /// Writes the line the interval held back, if any.
+    fn flush_latest(&self) {
+        let mut st = self.lock();
+        if let Some(line) = st.held.take()
+            && line != st.written
+        {
+            (self.emit)(&line);
+            st.written = line;
+            st.written_at = Some(Instant::now());
+        }
     }
 }
 
-impl fmt::Debug for LineLog {
+/// The [`TermLike`] face of a shared [`LineLog`]: it cannot move the cursor, so every redraw
+/// ends a line.
+struct SharedLog(Arc<LineLog>);
+
+impl fmt::Debug for SharedLog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("LineLog")
     }
 }
 
-impl TermLike for LineLog {
+impl TermLike for SharedLog {
     fn width(&self) -> u16 {
         200
     }
@@ -230,18 +283,18 @@ impl TermLike for LineLog {
         Ok(())
     }
     fn write_line(&self, s: &str) -> std::io::Result<()> {
-        self.push(s, true);
+        self.0.push(s, true);
         Ok(())
     }
     fn write_str(&self, s: &str) -> std::io::Result<()> {
-        self.push(s, false);
+        self.0.push(s, false);
         Ok(())
     }
     fn clear_line(&self) -> std::io::Result<()> {
         Ok(())
     }
     fn flush(&self) -> std::io::Result<()> {
-        self.push("", true);
+        self.0.push("", true);
         Ok(())
     }
 }
@@ -251,16 +304,31 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    fn capturing() -> (ProgressBarObserver, Arc<Mutex<Vec<String>>>) {
+    fn capturing(interval: Duration) -> (ProgressBarObserver, Arc<Mutex<Vec<String>>>) {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&lines);
         let obs = ProgressBarObserver::with_target(Box::new(move || {
             let sink = Arc::clone(&sink);
-            Some(ProgressDrawTarget::term_like(Box::new(LineLog::new(
-                move |l| sink.lock().unwrap().push(l.to_string()),
-            ))))
+            let log = Arc::new(LineLog::new(interval, move |l| {
+                sink.lock().unwrap().push(l.to_string())
+            }));
+            let target = ProgressDrawTarget::term_like(Box::new(SharedLog(Arc::clone(&log))));
+            Some((target, Some(log)))
         }));
         (obs, lines)
+    }
+
+    fn sample(done: usize) -> MemorySample {
+        MemorySample {
+            t_s: 0.5,
+            reserved_bytes: 200 << 20,
+            hot_bytes: 150 << 20,
+            compressed_bytes: 30 << 20,
+            disk_bytes: 300 << 20,
+            rss_bytes: 240 << 20,
+            running: 2,
+            done,
+        }
     }
 
     fn start(total_tasks: usize) -> RunStart {
@@ -274,21 +342,9 @@ mod tests {
 
     #[test]
     fn the_bar_shows_tasks_rate_eta_memory_per_tier_and_spilled_bytes() {
-        let (obs, lines) = capturing();
+        let (obs, lines) = capturing(Duration::ZERO);
         obs.started(&start(10));
-        obs.progress(
-            10,
-            &MemorySample {
-                t_s: 0.5,
-                reserved_bytes: 200 << 20,
-                hot_bytes: 150 << 20,
-                compressed_bytes: 30 << 20,
-                disk_bytes: 300 << 20,
-                rss_bytes: 240 << 20,
-                running: 2,
-                done: 3,
-            },
-        );
+        obs.progress(10, &sample(3));
         obs.finished(Some(&RunStats {
             tasks: 10,
             tasks_total: 10,
@@ -326,10 +382,28 @@ mod tests {
 
     #[test]
     fn a_failed_run_says_so() {
-        let (obs, lines) = capturing();
+        let (obs, lines) = capturing(Duration::ZERO);
         obs.started(&start(4));
         obs.finished(None);
         assert!(lines.lock().unwrap().last().unwrap().contains("failed"));
+    }
+
+    #[test]
+    fn plain_lines_come_at_most_once_an_interval_without_repeats_and_end_with_the_last() {
+        let (obs, lines) = capturing(Duration::from_secs(3600));
+        obs.started(&start(100));
+        for done in 0..100 {
+            obs.progress(100, &sample(done));
+            obs.progress(100, &sample(done));
+        }
+        obs.finished(Some(&RunStats {
+            tasks: 100,
+            tasks_total: 100,
+            ..Default::default()
+        }));
+        let lines = lines.lock().unwrap();
+        assert_eq!(lines.len(), 2, "the first line and the last: {lines:#?}");
+        assert!(lines[1].contains("100/100 tasks") && lines[1].contains("done in"));
     }
 
     #[test]
