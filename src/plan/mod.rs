@@ -173,6 +173,8 @@ struct Lowering {
     stages: Vec<StageInfo>,
     /// Rechunks planned through an intermediate ([`rechunk`]), decided on first sight.
     staged: HashMap<NodeId, bool>,
+    /// Every reduction of the graph (candidates for sharing partial tasks).
+    reductions: Vec<NodeRef>,
 }
 
 fn bounding(a: &Region, b: &Region) -> Region {
@@ -201,11 +203,26 @@ impl Lowering {
     /// Finds what evaluating `root` over `region` needs. With `skip_root`, `root` itself is
     /// evaluated even if it is a stage boundary (its producer task is being built).
     fn inputs(&mut self, root: &NodeRef, region: &Region, skip_root: bool) -> Result<Inputs> {
+        self.inputs_multi(std::slice::from_ref(root), region, skip_root)
+    }
+
+    /// As [`inputs`](Self::inputs) for several roots evaluated over the same region in one
+    /// task: nodes reached from more than one root are shared (memoised per tile).
+    fn inputs_multi(
+        &mut self,
+        roots: &[NodeRef],
+        region: &Region,
+        skip_root: bool,
+    ) -> Result<Inputs> {
         // Collect the needed region per frontier node and count fused nodes.
         let mut needed: Vec<(NodeRef, Region)> = Vec::new();
         let mut visits: HashMap<NodeId, usize> = HashMap::new();
         let mut names = Vec::new();
-        let mut stack = vec![(Arc::clone(root), region.clone(), skip_root)];
+        let mut stack: Vec<(NodeRef, Region, bool)> = roots
+            .iter()
+            .rev()
+            .map(|r| (Arc::clone(r), region.clone(), skip_root))
+            .collect();
         while let Some((n, r, is_root)) = stack.pop() {
             // A rechunk through an intermediate is read as its pieces, also as the root of
             // a consumer's task (a write of the rechunked array), but not by its own split.
@@ -392,7 +409,7 @@ impl Lowering {
             return Ok(());
         }
         let chunks = match &n.op {
-            Op::Reduce(spec, input) => self.reduce_tasks(n, spec, input)?,
+            Op::Reduce(..) => self.reduce_tasks(n)?,
             _ => {
                 let name = n.op.name();
                 self.eval_tasks(n, &n.grid.clone(), None, false, &name)?
@@ -534,121 +551,212 @@ impl Lowering {
         })
     }
 
-    fn reduce_tasks(
-        &mut self,
-        n: &NodeRef,
-        spec: &crate::graph::ReduceSpec,
-        x: &NodeRef,
-    ) -> Result<Vec<(TaskId, ChunkKey, u64)>> {
-        let op = spec.op;
-        let in_grid = x.grid.clone();
-        // Output chunk index for an input chunk index.
-        let out_index = |idx: &[usize]| -> Vec<usize> {
-            (0..idx.len())
-                .filter_map(|k| {
-                    if spec.axes.contains(&k) {
-                        spec.keepdims.then_some(0)
-                    } else {
-                        Some(idx[k])
-                    }
-                })
-                .collect()
-        };
-        let mut groups: Vec<Vec<(Vec<usize>, Region)>> =
-            vec![Vec::new(); n.grid.num_chunks().max(1)];
-        for idx in in_grid.chunk_indices() {
-            let o = out_index(&idx);
-            let lin = n.grid.linear_index(&o);
-            groups[lin].push((idx.clone(), in_grid.chunk_region(&idx)));
+    fn reduce_tasks(&mut self, n: &NodeRef) -> Result<Vec<(TaskId, ChunkKey, u64)>> {
+        let group = self.reduction_group(n);
+        let partials = self.partial_tasks(&group)?;
+        let mut mine = Vec::new();
+        for (m, parts) in group.iter().zip(partials) {
+            let chunks = self.combine_tasks(m, parts)?;
+            if m.id == n.id {
+                mine = chunks;
+            } else {
+                self.produced.insert(
+                    m.id,
+                    Produced {
+                        layout: Layout::Grid(m.grid.clone()),
+                        chunks,
+                    },
+                );
+            }
         }
-        let name = format!("{}(axes={:?})", op.name(), spec.axes);
-        let mut partial_stage = None;
-        let mut combine_stage = None;
-        let mut result = Vec::with_capacity(groups.len());
-        for (lin, parts) in groups.into_iter().enumerate() {
-            let out_idx = unlinear(&n.grid, lin);
-            let out_region = n.grid.chunk_region(&out_idx);
-            let out_bytes = (out_region.len() * n.dtype.size_bytes()) as u64;
-            let out_key = ChunkKey::fresh();
-            if parts.is_empty() {
-                // Every reduced axis is empty: the result is the reduction's identity.
-                let st = *partial_stage
-                    .get_or_insert_with(|| self.new_stage(format!("{name} partial"), vec![]));
-                let body = Arc::new(EmptyReduceBody {
-                    op,
-                    dtype: n.dtype,
-                    shape: out_region.shape().to_vec(),
-                });
-                let id = self.push(TaskSpec {
-                    label: format!("{name} empty {out_region}"),
-                    stage: st,
-                    deps: vec![],
-                    reads: vec![],
-                    outputs: vec![(out_key, out_bytes)],
-                    output_bytes: out_bytes,
-                    working_bytes: 0,
-                    keep_output: false,
-                    body,
-                });
-                result.push((id, out_key, out_bytes));
+        Ok(mine)
+    }
+
+    /// The reductions whose partials are computed together with `n`'s (`n` first): not yet
+    /// produced, over inputs with the same shape and chunking, and independent of each other
+    /// (none reads another's result). One task per input chunk then evaluates every input
+    /// over each tile — with the subexpressions they share, such as `x` in `x.mean(0)` and
+    /// `x.std(0)`, evaluated once — so the input is read or computed once, not once per
+    /// reduction.
+    fn reduction_group(&self, n: &NodeRef) -> Vec<NodeRef> {
+        let Op::Reduce(_, x) = &n.op else {
+            unreachable!("only reductions are grouped")
+        };
+        let mut group = vec![Arc::clone(n)];
+        if !self.opts.optimize {
+            return group;
+        }
+        for m in &self.reductions {
+            let Op::Reduce(_, y) = &m.op else { continue };
+            if m.id == n.id || self.produced.contains_key(&m.id) || y.grid != x.grid {
                 continue;
             }
-            let single = parts.len() == 1;
-            let mut level: Vec<(TaskId, ChunkKey, u64, f64)> = Vec::new();
-            for (_, region) in &parts {
-                let inp = self.inputs(x, region, false)?;
-                let st = *partial_stage.get_or_insert_with(|| {
-                    self.new_stage(format!("{name} partial"), inp.fused_names.clone())
-                });
+            if group.iter().all(|g| !reaches(g, m.id) && !reaches(m, g.id)) {
+                group.push(Arc::clone(m));
+            }
+        }
+        group
+    }
+
+    /// Partial tasks for a group of reductions over inputs of one chunking: one task per
+    /// input chunk, with one output per reduction. For each reduction and each of its output
+    /// chunks, the partials that feed it (task, key, bytes, element count); a partial that is
+    /// alone for its output chunk already holds the final result.
+    #[allow(clippy::type_complexity)]
+    fn partial_tasks(
+        &mut self,
+        group: &[NodeRef],
+    ) -> Result<Vec<Vec<Vec<(TaskId, ChunkKey, u64, f64)>>>> {
+        let specs: Vec<(&crate::graph::ReduceSpec, &NodeRef)> = group
+            .iter()
+            .map(|m| match &m.op {
+                Op::Reduce(spec, x) => (spec, x),
+                _ => unreachable!("only reductions are grouped"),
+            })
+            .collect();
+        let in_grid = specs[0].1.grid.clone();
+        let names: Vec<String> = specs
+            .iter()
+            .map(|(spec, _)| format!("{}(axes={:?})", spec.op.name(), spec.axes))
+            .collect();
+        let name = names.join(" + ");
+        // How many partials feed each output chunk of each reduction.
+        let fan_in: Vec<Vec<usize>> = group
+            .iter()
+            .zip(&specs)
+            .map(|(m, (spec, _))| {
+                let mut c = vec![0; m.grid.num_chunks().max(1)];
+                for idx in in_grid.chunk_indices() {
+                    c[m.grid.linear_index(&out_index(spec, &idx))] += 1;
+                }
+                c
+            })
+            .collect();
+        let mut result: Vec<Vec<Vec<(TaskId, ChunkKey, u64, f64)>>> = group
+            .iter()
+            .map(|m| vec![Vec::new(); m.grid.num_chunks().max(1)])
+            .collect();
+        let inputs: Vec<NodeRef> = specs.iter().map(|(_, x)| Arc::clone(x)).collect();
+        let mut stage = None;
+        for idx in in_grid.chunk_indices() {
+            let region = in_grid.chunk_region(&idx);
+            let inp = self.inputs_multi(&inputs, &region, false)?;
+            let st = *stage.get_or_insert_with(|| {
+                self.new_stage(format!("{name} partial"), inp.fused_names.clone())
+            });
+            let mut parts = Vec::new();
+            let mut outputs = Vec::new();
+            let mut scratch = 0;
+            for (g, (m, (spec, x))) in group.iter().zip(&specs).enumerate() {
                 let acc_shape: Vec<usize> = region
                     .shape()
                     .iter()
                     .enumerate()
-                    .map(|(k, &m)| if spec.axes.contains(&k) { 1 } else { m })
+                    .map(|(k, &len)| if spec.axes.contains(&k) { 1 } else { len })
                     .collect();
                 let count: f64 = spec
                     .axes
                     .iter()
                     .map(|&a| region.shape()[a] as f64)
                     .product();
-                let pbytes = reduce::partial_bytes(op, x.dtype, &acc_shape);
-                let (key, obytes, fin) = if single {
+                let pbytes = reduce::partial_bytes(spec.op, x.dtype, &acc_shape);
+                let lin = m.grid.linear_index(&out_index(spec, &idx));
+                let out_region = m.grid.chunk_region(&unlinear(&m.grid, lin));
+                let (obytes, finalize) = if fan_in[g][lin] == 1 {
                     (
-                        out_key,
-                        out_bytes,
-                        Some((n.dtype, out_region.shape().to_vec())),
+                        (out_region.len() * m.dtype.size_bytes()) as u64,
+                        Some((m.dtype, out_region.shape().to_vec())),
                     )
                 } else {
-                    (ChunkKey::fresh(), pbytes, None)
+                    (pbytes, None)
                 };
-                let working = self.scratch_bytes(&inp, region) + inp.external_bytes + pbytes;
-                let body = Arc::new(PartialBody {
+                scratch += pbytes;
+                let key = ChunkKey::fresh();
+                outputs.push((key, obytes));
+                parts.push(PartialSpec {
                     node: Arc::clone(x),
+                    op: spec.op,
+                    axes: spec.axes.clone(),
+                    count,
+                    finalize,
+                });
+                result[g][lin].push((usize::MAX, key, obytes, count));
+            }
+            let working = self.scratch_bytes(&inp, &region) + inp.external_bytes + scratch;
+            let output_bytes = outputs.iter().map(|o| o.1).sum();
+            let id = self.push(TaskSpec {
+                label: format!("{name} partial {region}"),
+                stage: st,
+                deps: inp.deps,
+                reads: inp.reads,
+                outputs,
+                output_bytes,
+                working_bytes: working,
+                keep_output: false,
+                body: Arc::new(PartialBody {
+                    parts,
                     region: region.clone(),
                     pieces: inp.pieces,
                     externals: inp.externals,
                     shared: inp.shared,
                     tile_elems: self.tile_elems(),
-                    op,
-                    axes: spec.axes.clone(),
-                    count,
-                    finalize: fin,
-                });
-                let id = self.push(TaskSpec {
-                    label: format!("{name} partial {region}"),
-                    stage: st,
-                    deps: inp.deps,
-                    reads: inp.reads,
-                    outputs: vec![(key, obytes)],
-                    output_bytes: obytes,
-                    working_bytes: working,
-                    keep_output: false,
-                    body,
-                });
-                level.push((id, key, pbytes, count));
+                }),
+            });
+            for (g, (m, (spec, _))) in group.iter().zip(&specs).enumerate() {
+                let lin = m.grid.linear_index(&out_index(spec, &idx));
+                if let Some(last) = result[g][lin].last_mut() {
+                    last.0 = id;
+                }
             }
-            if single {
-                result.push((level[0].0, out_key, out_bytes));
+        }
+        Ok(result)
+    }
+
+    /// The combine tree of one reduction over its partials (bounded fan-in, `split_every`);
+    /// returns each output chunk's final task, key and bytes.
+    fn combine_tasks(
+        &mut self,
+        n: &NodeRef,
+        partials: Vec<Vec<(TaskId, ChunkKey, u64, f64)>>,
+    ) -> Result<Vec<(TaskId, ChunkKey, u64)>> {
+        let Op::Reduce(spec, _) = &n.op else {
+            unreachable!("only reductions are combined")
+        };
+        let op = spec.op;
+        let name = format!("{}(axes={:?})", op.name(), spec.axes);
+        let mut combine_stage = None;
+        let mut empty_stage = None;
+        let mut result = Vec::with_capacity(partials.len());
+        for (lin, mut level) in partials.into_iter().enumerate() {
+            let out_idx = unlinear(&n.grid, lin);
+            let out_region = n.grid.chunk_region(&out_idx);
+            let out_bytes = (out_region.len() * n.dtype.size_bytes()) as u64;
+            if level.is_empty() {
+                // Every reduced axis is empty: the result is the reduction's identity.
+                let st = *empty_stage
+                    .get_or_insert_with(|| self.new_stage(format!("{name} partial"), vec![]));
+                let key = ChunkKey::fresh();
+                let id = self.push(TaskSpec {
+                    label: format!("{name} empty {out_region}"),
+                    stage: st,
+                    deps: vec![],
+                    reads: vec![],
+                    outputs: vec![(key, out_bytes)],
+                    output_bytes: out_bytes,
+                    working_bytes: 0,
+                    keep_output: false,
+                    body: Arc::new(EmptyReduceBody {
+                        op,
+                        dtype: n.dtype,
+                        shape: out_region.shape().to_vec(),
+                    }),
+                });
+                result.push((id, key, out_bytes));
+                continue;
+            }
+            if level.len() == 1 {
+                let (id, key, bytes, _) = level[0];
+                result.push((id, key, bytes));
                 continue;
             }
             let mut depth = 0;
@@ -660,20 +768,12 @@ impl Lowering {
                         .get_or_insert_with(|| self.new_stage(format!("{name} combine"), vec![]));
                     let counts: Vec<f64> = group.iter().map(|g| g.3).collect();
                     let total: f64 = counts.iter().sum();
-                    let (key, obytes, fin) = if last {
-                        (
-                            out_key,
-                            out_bytes,
-                            Some((n.dtype, out_region.shape().to_vec())),
-                        )
+                    let (obytes, fin) = if last {
+                        (out_bytes, Some((n.dtype, out_region.shape().to_vec())))
                     } else {
-                        (ChunkKey::fresh(), group[0].2, None)
+                        (group[0].2, None)
                     };
-                    let body = Arc::new(CombineBody {
-                        op,
-                        counts,
-                        finalize: fin,
-                    });
+                    let key = ChunkKey::fresh();
                     let id = self.push(TaskSpec {
                         label: format!("{name} combine level {depth} {out_region}"),
                         stage: st,
@@ -683,7 +783,11 @@ impl Lowering {
                         output_bytes: obytes,
                         working_bytes: group[0].2,
                         keep_output: false,
-                        body,
+                        body: Arc::new(CombineBody {
+                            op,
+                            counts,
+                            finalize: fin,
+                        }),
                     });
                     next.push((id, key, group[0].2, total));
                 }
@@ -693,10 +797,39 @@ impl Lowering {
                     break;
                 }
             }
-            result.push((level[0].0, out_key, out_bytes));
+            let (id, key, _, _) = level[0];
+            result.push((id, key, out_bytes));
         }
         Ok(result)
     }
+}
+
+/// The output chunk index a reduction's input chunk index feeds.
+fn out_index(spec: &crate::graph::ReduceSpec, idx: &[usize]) -> Vec<usize> {
+    (0..idx.len())
+        .filter_map(|k| {
+            if spec.axes.contains(&k) {
+                spec.keepdims.then_some(0)
+            } else {
+                Some(idx[k])
+            }
+        })
+        .collect()
+}
+
+/// Whether `target` is `n` or among the nodes `n` is computed from.
+fn reaches(n: &NodeRef, target: NodeId) -> bool {
+    let mut stack = vec![Arc::clone(n)];
+    let mut seen = HashSet::new();
+    while let Some(m) = stack.pop() {
+        if m.id == target {
+            return true;
+        }
+        if seen.insert(m.id) {
+            stack.extend(crate::optimize::inputs(&m).into_iter().map(Arc::clone));
+        }
+    }
+    false
 }
 
 fn unlinear(grid: &ChunkGrid, mut lin: usize) -> Vec<usize> {
@@ -843,35 +976,56 @@ impl TaskBody for EvalBody {
     }
 }
 
-struct PartialBody {
+/// One reduction's share of a partial task.
+struct PartialSpec {
     node: NodeRef,
-    region: Region,
-    pieces: Vec<(NodeId, Region)>,
-    externals: Vec<(NodeRef, Region)>,
-    shared: HashSet<NodeId>,
-    tile_elems: usize,
     op: ReduceOp,
     axes: Vec<usize>,
     count: f64,
     finalize: Option<(DType, Vec<usize>)>,
 }
 
+/// A partial task of one or more reductions over the same input chunk: every input is
+/// evaluated tile by tile into its accumulator, sharing a memo so that common
+/// subexpressions are evaluated once per tile.
+struct PartialBody {
+    parts: Vec<PartialSpec>,
+    region: Region,
+    pieces: Vec<(NodeId, Region)>,
+    externals: Vec<(NodeRef, Region)>,
+    shared: HashSet<NodeId>,
+    tile_elems: usize,
+}
+
 impl TaskBody for PartialBody {
     fn run(&self, inputs: &[Arc<ChunkData>], _env: &TaskEnv) -> Result<Vec<ChunkData>> {
         let ctx = build_ctx(&self.pieces, inputs, &self.externals, &self.shared)?;
-        let mut acc = TileAcc::new(self.op, self.node.dtype, &self.axes, self.region.shape());
+        let mut accs: Vec<TileAcc> = self
+            .parts
+            .iter()
+            .map(|p| TileAcc::new(p.op, p.node.dtype, &p.axes, self.region.shape()))
+            .collect();
         let mut memo = HashMap::new();
         for t in eval::tiles(&self.region, self.tile_elems) {
             memo.clear();
-            let v = eval::eval(&self.node, &t, &ctx, &mut memo)?;
             let off = t.relative_to(&self.region);
-            acc.add_tile(v, off.start());
+            for (p, acc) in self.parts.iter().zip(&mut accs) {
+                let v = eval::eval(&p.node, &t, &ctx, &mut memo)?;
+                acc.add_tile(v, off.start());
+            }
         }
-        let p = acc.into_partial();
-        Ok(vec![match &self.finalize {
-            Some((dt, shape)) => reduce::finalize(self.op, p, self.count, *dt, shape),
-            None => p,
-        }])
+        Ok(self
+            .parts
+            .iter()
+            .zip(accs)
+            .map(|(p, acc)| {
+                let partial = acc.into_partial();
+                match &p.finalize {
+                    Some((dt, shape)) => reduce::finalize(p.op, partial, p.count, *dt, shape),
+                    None => partial,
+                }
+            })
+            .collect())
     }
 }
 
@@ -942,6 +1096,12 @@ pub(crate) fn lower(targets: &[Target], opts: PlanOptions) -> Result<Lowered> {
         produced: HashMap::new(),
         stages: vec![],
         staged: HashMap::new(),
+        reductions: optimized
+            .graph
+            .nodes()
+            .into_iter()
+            .filter(|n| matches!(n.op, Op::Reduce(..)))
+            .collect(),
     };
     let mut sinks = Vec::new();
     let mut kept = Vec::new();
