@@ -153,6 +153,22 @@ impl Array {
         Ok(Plan { lowered })
     }
 
+    /// The plan [`persist`](Self::persist) would run: its projected peak in RAM and what it
+    /// projects to spill to the lower tiers.
+    ///
+    /// # Errors
+    /// [`Error::TaskExceedsBudget`] when one task cannot fit the memory limit.
+    ///
+    /// ```
+    /// let s = spillway::Session::builder().memory_limit("64MiB").build().unwrap();
+    /// let x = s.ones::<f64>(&[1000, 1000], [100, 1000]).unwrap();
+    /// assert_eq!(x.plan_persist().unwrap().projected_spill_bytes(), 0); // 8 MB fits
+    /// ```
+    pub fn plan_persist(&self) -> Result<Plan> {
+        let lowered = plan::lower(&[Target::Keep(Arc::clone(&self.node))], self.plan_options())?;
+        Ok(Plan { lowered })
+    }
+
     pub(crate) fn run(&self, targets: &[Target]) -> Result<(plan::Lowered, RunStats)> {
         let lowered = plan::lower(targets, self.plan_options())?;
         let inner = &self.session.inner;

@@ -29,6 +29,20 @@ impl Plan {
         self.lowered.projected_peak_bytes
     }
 
+    /// The most bytes projected to wait in the compressed and disk tiers at once: what is
+    /// alive beyond the limit under the chosen order (0 when everything fits in RAM).
+    ///
+    /// ```
+    /// let s = spillway::Session::builder().memory_limit("8MiB").tile_bytes(4096).build().unwrap();
+    /// let x = s.random_uniform(&[4000, 500], [250, 500], 1).unwrap(); // 16 MB
+    /// let plan = x.plan_persist().unwrap();
+    /// assert!(plan.projected_peak_bytes() <= 8 << 20);
+    /// assert!(plan.projected_spill_bytes() >= 8_000_000);
+    /// ```
+    pub fn projected_spill_bytes(&self) -> u64 {
+        self.lowered.projected_spill_bytes
+    }
+
     /// The largest projected bytes of one task.
     pub fn max_task_bytes(&self) -> u64 {
         self.lowered

@@ -113,6 +113,8 @@ pub(crate) struct Lowered {
     /// For each `Keep` target, its chunk keys by linear chunk index.
     pub(crate) kept: Vec<Vec<ChunkKey>>,
     pub(crate) projected_peak_bytes: u64,
+    /// The most bytes projected to wait in the compressed and disk tiers at once.
+    pub(crate) projected_spill_bytes: u64,
     pub(crate) options: PlanOptions,
     /// What each optimizer rule did, and the graph before and after.
     pub(crate) optimizer_log: Vec<String>,
@@ -1122,7 +1124,8 @@ pub(crate) fn lower(targets: &[Target], opts: PlanOptions) -> Result<Lowered> {
         }
     }
     let priority = order::depth_first(&lw.tasks, &roots);
-    let projected_peak_bytes = order::projected_peak(&lw.tasks, &priority, opts.threads);
+    let (projected_peak_bytes, projected_spill_bytes) =
+        order::projected_peak(&lw.tasks, &priority, opts.threads, opts.limit_bytes);
     let lowered = Lowered {
         tasks: lw.tasks,
         priority,
@@ -1130,6 +1133,7 @@ pub(crate) fn lower(targets: &[Target], opts: PlanOptions) -> Result<Lowered> {
         sinks,
         kept,
         projected_peak_bytes,
+        projected_spill_bytes,
         options: opts,
         optimizer_log: optimized.log,
         graph_before: optimized.before,
@@ -1166,11 +1170,29 @@ impl Lowered {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "plan: {} tasks in {} stages, projected peak {} of memory limit {} ({} threads, fusion {})",
+            "plan: {} {} in {} {}, projected peak {} of memory limit {}{} ({} threads, fusion {})",
             self.tasks.len(),
+            if self.tasks.len() == 1 {
+                "task"
+            } else {
+                "tasks"
+            },
             self.stages.len(),
+            if self.stages.len() == 1 {
+                "stage"
+            } else {
+                "stages"
+            },
             human(self.projected_peak_bytes),
             human(self.options.limit_bytes),
+            if self.projected_spill_bytes > 0 {
+                format!(
+                    ", up to {} spilled to the lower tiers",
+                    human(self.projected_spill_bytes)
+                )
+            } else {
+                String::new()
+            },
             self.options.threads,
             if self.options.optimize && self.options.fuse {
                 "on"

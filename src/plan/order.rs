@@ -75,10 +75,19 @@ pub(crate) fn depth_first(tasks: &[TaskSpec], roots: &[TaskId]) -> Vec<usize> {
     prio
 }
 
-/// Peak bytes of running the tasks in priority order one at a time (outputs alive from their
-/// producer until their last consumer), plus the largest tasks that other threads may run at
-/// the same time.
-pub(crate) fn projected_peak(tasks: &[TaskSpec], prio: &[usize], threads: usize) -> u64 {
+/// What running the tasks in priority order holds: the peak bytes in RAM and the most bytes
+/// that must wait in the lower tiers at once.
+///
+/// Tasks run one at a time in priority order (outputs alive from their producer until their
+/// last consumer), plus the largest tasks that other threads may run at the same time. What
+/// is alive beyond `limit` minus the running tasks is projected to be spilled (the executor
+/// demotes it), so the RAM peak is at most the limit when every task fits.
+pub(crate) fn projected_peak(
+    tasks: &[TaskSpec],
+    prio: &[usize],
+    threads: usize,
+    limit: u64,
+) -> (u64, u64) {
     let mut order: Vec<TaskId> = (0..tasks.len()).collect();
     order.sort_by_key(|&t| prio[t]);
     let mut last_use = std::collections::HashMap::new();
@@ -87,13 +96,21 @@ pub(crate) fn projected_peak(tasks: &[TaskSpec], prio: &[usize], threads: usize)
             last_use.insert(*k, prio[t]);
         }
     }
+    let mut sizes: Vec<u64> = tasks
+        .iter()
+        .map(|t| t.output_bytes + t.working_bytes)
+        .collect();
+    sizes.sort_unstable_by(|a, b| b.cmp(a));
+    let others: u64 = sizes.iter().skip(1).take(threads.saturating_sub(1)).sum();
     let mut live: u64 = 0;
     let mut peak: u64 = 0;
+    let mut spill: u64 = 0;
     let mut release_at: std::collections::BTreeMap<usize, u64> = Default::default();
     for &t in &order {
         let spec = &tasks[t];
-        let running = spec.output_bytes + spec.working_bytes;
+        let running = spec.output_bytes + spec.working_bytes + others;
         peak = peak.max(live + running);
+        spill = spill.max((live + running).saturating_sub(limit));
         for &(k, bytes) in &spec.outputs {
             live += bytes;
             match last_use.get(&k) {
@@ -106,14 +123,7 @@ pub(crate) fn projected_peak(tasks: &[TaskSpec], prio: &[usize], threads: usize)
             live -= b.min(live);
         }
     }
-    let mut sizes: Vec<u64> = tasks
-        .iter()
-        .map(|t| t.output_bytes + t.working_bytes)
-        .collect();
-    sizes.sort_unstable_by(|a, b| b.cmp(a));
-    peak + sizes
-        .iter()
-        .skip(1)
-        .take(threads.saturating_sub(1))
-        .sum::<u64>()
+    peak = peak.max(live);
+    spill = spill.max(live.saturating_sub(limit));
+    (peak.min(limit), spill)
 }
