@@ -58,6 +58,7 @@
 //! `UInt64` is refused: values above `i64::MAX` have no lossless spillway dtype.
 
 mod read;
+mod spill;
 mod write;
 
 pub use read::{ParquetReadOptions, ParquetSource};

@@ -25,6 +25,14 @@ use crate::error::{Error, Result};
 use crate::grid::{ChunkGrid, Region};
 use crate::io::ChunkSource;
 
+/// Columns are read in batches whose decoded data and codecs take about this many bytes
+/// (at least one column per batch).
+const READ_BATCH_BYTES: u64 = 8 << 20;
+
+/// What one projected column's page reader holds besides its data: a codec (zstd: a
+/// compression and a decompression context, 101 KB measured) and page buffers.
+const READ_CODEC_BYTES: u64 = 128 << 10;
+
 /// Options of a Parquet read.
 ///
 /// ```
@@ -436,41 +444,56 @@ impl ParquetSource {
         let mut roots: Vec<usize> = cols.iter().map(|c| c.root).collect();
         roots.sort_unstable();
         roots.dedup();
-        let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
-        let mask = ProjectionMask::roots(self.metadata.parquet_schema(), roots.iter().copied());
-        let reader =
-            ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone())
-                .with_row_groups(groups)
-                .with_projection(mask)
-                .with_row_selection(RowSelection::from(selectors))
-                .with_batch_size(nrows.clamp(1, 64 * 1024))
-                .build()
-                .map_err(|e| parquet_err(&self.path, e))?;
-
+        // Every projected column gets its own page reader and codec (zstd's contexts alone
+        // are 101 KB, allocated by C code), so a wide file is read a batch of columns at a
+        // time: the reader's memory stays about READ_BATCH_BYTES, whatever the width.
+        let batch_rows = nrows.clamp(1, 64 * 1024);
+        let per_column = (batch_rows * self.dtype.size_bytes()) as u64 * 2 + READ_CODEC_BYTES;
+        let batch = usize::try_from(READ_BATCH_BYTES / per_column)
+            .unwrap_or(usize::MAX)
+            .clamp(1, roots.len());
         let ncols = cols.len();
-        let mut row = 0usize;
-        for batch in reader {
-            let batch = batch.map_err(|e| parquet_err(&self.path, e))?;
-            let n = batch.num_rows();
-            if row + n > nrows {
+        for batch_roots in roots.chunks(batch) {
+            let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+            let mask =
+                ProjectionMask::roots(self.metadata.parquet_schema(), batch_roots.iter().copied());
+            let reader =
+                ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone())
+                    .with_row_groups(groups.clone())
+                    .with_projection(mask)
+                    .with_row_selection(RowSelection::from(selectors.clone()))
+                    .with_batch_size(batch_rows)
+                    .build()
+                    .map_err(|e| parquet_err(&self.path, e))?;
+            // The array columns this batch fills, with their position in the batch.
+            let targets: Vec<(usize, &SourceColumn, usize)> = cols
+                .iter()
+                .enumerate()
+                .filter_map(|(j, c)| batch_roots.binary_search(&c.root).ok().map(|p| (j, c, p)))
+                .collect();
+            let mut row = 0usize;
+            for batch in reader {
+                let batch = batch.map_err(|e| parquet_err(&self.path, e))?;
+                let n = batch.num_rows();
+                if row + n > nrows {
+                    return Err(parquet_err(
+                        &self.path,
+                        format!("read {} rows where {nrows} were asked", row + n),
+                    ));
+                }
+                for &(j, col, pos) in &targets {
+                    let array = batch.column(pos);
+                    let put = |r: usize, v: T| out[(row + r) * ncols + j] = v;
+                    copy_column(&self.path, col, array.as_ref(), self.fill_nulls, put)?;
+                }
+                row += n;
+            }
+            if row != nrows {
                 return Err(parquet_err(
                     &self.path,
-                    format!("read {} rows where {nrows} were asked", row + n),
+                    format!("read {row} rows where {nrows} were asked"),
                 ));
             }
-            for (j, col) in cols.iter().enumerate() {
-                let pos = roots.binary_search(&col.root).expect("projected");
-                let array = batch.column(pos);
-                let put = |r: usize, v: T| out[(row + r) * ncols + j] = v;
-                copy_column(&self.path, col, array.as_ref(), self.fill_nulls, put)?;
-            }
-            row += n;
-        }
-        if row != nrows {
-            return Err(parquet_err(
-                &self.path,
-                format!("read {row} rows where {nrows} were asked"),
-            ));
         }
         Ok(())
     }
