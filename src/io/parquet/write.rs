@@ -42,7 +42,14 @@ const MAX_GROUP_COLS: usize = 8;
 
 /// Columns are encoded in groups of about this many raw bytes (at least one column, at most
 /// [`MAX_GROUP_COLS`]).
-const GROUP_COPY_BYTES: u64 = 256 * 1024;
+const GROUP_BYTES: u64 = 256 * 1024;
+
+/// Columns of a chunk whose rows are wider than a memory page are copied out in blocks of
+/// whole groups of about this many bytes (at most [`MAX_BLOCK_COLS`] columns): such rows are
+/// far apart, and copying one narrow group at a time fetched a cache line and a page-table
+/// entry for a few values each time.
+const BLOCK_BYTES: u64 = 4 << 20;
+const MAX_BLOCK_COLS: usize = 64;
 
 /// RAM the sink lets row groups encoded before their turn keep, all together; their other
 /// pages go to the spill file.
@@ -286,6 +293,9 @@ pub struct ParquetSink {
     one_d: bool,
     schema: SchemaRef,
     groups: Vec<ColumnGroup>,
+    /// Runs of adjacent groups (indices into `groups`) whose columns are copied out of a
+    /// chunk together.
+    blocks: Vec<Range<usize>>,
     /// Estimated encoded bytes of one column chunk (the RAM a waiting column takes).
     encoded_column_bytes: u64,
     spill: Arc<SpillFile>,
@@ -327,6 +337,8 @@ struct BufferModel {
     column_raw: u64,
     /// Columns whose writers exist at once.
     group_cols: u64,
+    /// Columns copied out of the chunk together.
+    block_cols: u64,
     dictionary: bool,
     page_index: bool,
     compression: ParquetCompression,
@@ -342,20 +354,15 @@ impl BufferModel {
     /// frame overhead, page headers, and a dictionary page for integers.
     fn encoded_column(&self) -> u64 {
         let dict = if self.dictionary { self.page() } else { 0 };
-        self.column_raw + self.column_raw / 64 + 4096 + dict
+        self.column_raw + self.column_raw / 64 + 512 + dict
     }
 
-    /// One live column writer: its Arrow copy of the column, the page being built (a
-    /// growing buffer: up to twice its content) and its compressed copy, a dictionary for
-    /// integers, the codec's contexts (allocated by C code, invisible to Rust's allocator)
-    /// and the writer's own state.
+    /// One live column writer: the page being built (a growing buffer: up to twice its
+    /// content) and its compressed copy, a dictionary for integers, the codec's contexts
+    /// (allocated by C code, invisible to Rust's allocator) and the writer's own state.
     fn writer(&self) -> u64 {
         let dict = if self.dictionary { 2 * self.page() } else { 0 };
-        self.column_raw
-            + 3 * self.page()
-            + dict
-            + codec_bytes(self.compression, self.page())
-            + WRITER_STATE_BYTES
+        3 * self.page() + dict + codec_bytes(self.compression, self.page()) + WRITER_STATE_BYTES
     }
 
     /// Footer metadata the file writer keeps for every column chunk until `finish()` (the
@@ -371,7 +378,8 @@ impl BufferModel {
 
     fn total(&self) -> u64 {
         let waiting = (self.ncols * self.encoded_column()).min(WAITING_RAM_BYTES);
-        self.group_cols * (self.writer() + self.encoded_column())
+        self.block_cols * self.column_raw
+            + self.group_cols * (self.writer() + self.encoded_column())
             + waiting
             + self.metadata()
             + 64 * 1024
@@ -533,12 +541,20 @@ impl ParquetSink {
             .into_serialized_writer()
             .map_err(|e| parquet_err(&path, e))?;
 
-        // A few columns at a time (enough for a cache line of f64 per row when columns are
-        // short), fewer when columns are long.
-        let group_cols = usize::try_from(GROUP_COPY_BYTES / column_raw.max(1))
+        // A few live writers at a time: fewer when columns are long.
+        let group_cols = usize::try_from(GROUP_BYTES / column_raw.max(1))
             .unwrap_or(MAX_GROUP_COLS)
             .clamp(1, MAX_GROUP_COLS)
             .min(ncols);
+        // Rows narrower than a memory page are copied group by group; wider ones in blocks.
+        let row_bytes = (ncols * dtype.size_bytes()) as u64;
+        let block_groups = if row_bytes <= 4096 {
+            1
+        } else {
+            usize::try_from(BLOCK_BYTES / (group_cols as u64 * column_raw).max(1))
+                .unwrap_or(usize::MAX)
+                .clamp(1, (MAX_BLOCK_COLS / group_cols).max(1))
+        };
         let spill = Arc::new(SpillFile::new(dir));
         let spill_factory: Arc<dyn PageStoreFactory> =
             Arc::new(SpillStoreFactory(Arc::clone(&spill)));
@@ -569,12 +585,23 @@ impl ParquetSink {
             .collect::<std::result::Result<Vec<_>, parquet::errors::ParquetError>>()
             .map_err(|e| parquet_err(&path, e))?;
 
+        let blocks: Vec<Range<usize>> = (0..groups.len())
+            .step_by(block_groups)
+            .map(|g| g..(g + block_groups).min(groups.len()))
+            .collect();
+        let block_cols = blocks
+            .iter()
+            .map(|b| groups[b.end - 1].columns.end - groups[b.start].columns.start)
+            .max()
+            .unwrap_or(1);
+
         let num_row_groups = grid.grid_shape()[0];
         let model = BufferModel {
             ncols: ncols as u64,
             num_row_groups: num_row_groups as u64,
             column_raw,
             group_cols: group_cols as u64,
+            block_cols: block_cols as u64,
             dictionary: !dtype.is_float(),
             page_index,
             compression: options.compression,
@@ -588,6 +615,7 @@ impl ParquetSink {
             one_d,
             schema,
             groups,
+            blocks,
             encoded_column_bytes: model.encoded_column(),
             spill,
             overwrite: options.overwrite,
@@ -675,45 +703,55 @@ impl ParquetSink {
         })
     }
 
-    /// Encodes the columns of one group of row group `k` into closed column chunks, their
-    /// pages in memory or in the spill file.
-    fn encode_group(
+    /// Encodes the column groups of `block` for row group `k`: copies their columns out of
+    /// the chunk in one pass over its rows, then encodes group by group (pages in memory or
+    /// in the spill file), handing each group's closed column chunks to `emit`. Returns
+    /// their encoded bytes.
+    fn encode_block(
         &self,
-        group: &ColumnGroup,
+        block: Range<usize>,
         spill: bool,
         k: usize,
         data: &ChunkData,
-    ) -> Result<(Vec<ArrowColumnChunk>, u64)> {
-        let factory = if spill {
-            &group.spilling
-        } else {
-            &group.in_memory
-        };
+        mut emit: impl FnMut(Vec<ArrowColumnChunk>) -> Result<()>,
+    ) -> Result<u64> {
         let err = |e| parquet_err(&self.path, e);
-        let mut writers = factory.create_column_writers(k).map_err(err)?;
-        let arrays = column_arrays(data, group.columns.clone(), self.one_d);
-        for ((writer, field), array) in writers.iter_mut().zip(group.schema.fields()).zip(arrays) {
-            // Each Arrow copy is freed once its values are in the writer's page.
-            for leaf in compute_leaves(field, &array).map_err(err)? {
-                writer.write(&leaf).map_err(err)?;
-            }
-        }
+        let groups = &self.groups[block];
+        let (first, last) = (&groups[0], &groups[groups.len() - 1]);
+        let mut arrays =
+            column_arrays(data, first.columns.start..last.columns.end, self.one_d).into_iter();
         let mut bytes = 0;
-        let columns = writers
-            .into_iter()
-            .map(|w| {
-                let c = w.close()?;
-                bytes += c.close().bytes_written;
-                Ok(c)
-            })
-            .collect::<std::result::Result<Vec<_>, parquet::errors::ParquetError>>()
-            .map_err(err)?;
-        Ok((columns, bytes))
+        for group in groups {
+            let factory = if spill {
+                &group.spilling
+            } else {
+                &group.in_memory
+            };
+            let mut writers = factory.create_column_writers(k).map_err(err)?;
+            for (writer, field) in writers.iter_mut().zip(group.schema.fields()) {
+                // Each Arrow copy is freed once its values are in the writer's page.
+                let array = arrays.next().expect("one array per column");
+                for leaf in compute_leaves(field, &array).map_err(err)? {
+                    writer.write(&leaf).map_err(err)?;
+                }
+            }
+            let columns = writers
+                .into_iter()
+                .map(|w| {
+                    let c = w.close()?;
+                    bytes += c.close().bytes_written;
+                    Ok(c)
+                })
+                .collect::<std::result::Result<Vec<_>, parquet::errors::ParquetError>>()
+                .map_err(err)?;
+            emit(columns)?;
+        }
+        Ok(bytes)
     }
 
     /// Appends row group `k` to the file: the column chunks encoded before it was its turn,
-    /// then the groups from `from` on, each appended as soon as it is encoded. Returns the
-    /// encoded bytes of those groups.
+    /// then the blocks from `from` on, each column group appended as soon as it is encoded.
+    /// Returns the encoded bytes of those blocks.
     fn stream_row_group(
         &self,
         writer: &mut SerializedFileWriter<File>,
@@ -728,12 +766,13 @@ impl ParquetSink {
             column.append_to_row_group(&mut rg).map_err(err)?;
         }
         let mut bytes = 0;
-        for group in &self.groups[from..] {
-            let (columns, b) = self.encode_group(group, false, k, data)?;
-            bytes += b;
-            for column in columns {
-                column.append_to_row_group(&mut rg).map_err(err)?;
-            }
+        for block in &self.blocks[from..] {
+            bytes += self.encode_block(block.clone(), false, k, data, |columns| {
+                for column in columns {
+                    column.append_to_row_group(&mut rg).map_err(err)?;
+                }
+                Ok(())
+            })?;
         }
         rg.close().map_err(err)?;
         Ok(bytes)
@@ -766,8 +805,8 @@ impl ParquetSink {
         let mut own = Encoded::default();
         let mut from = 0;
         let mut writer = None;
-        while from < self.groups.len() {
-            let group = &self.groups[from];
+        while from < self.blocks.len() {
+            let block = self.blocks[from].clone();
             let spill = {
                 let mut st = self.lock();
                 if let Err(e) = self.check_open(&st) {
@@ -778,7 +817,9 @@ impl ParquetSink {
                     writer = Some(self.take_writer(&mut st)?);
                     break;
                 }
-                let want = group.columns.len() as u64 * self.encoded_column_bytes;
+                let columns =
+                    self.groups[block.end - 1].columns.end - self.groups[block.start].columns.start;
+                let want = columns as u64 * self.encoded_column_bytes;
                 if st.waiting_ram + want <= WAITING_RAM_BYTES {
                     st.waiting_ram += want;
                     own.ram_share += want;
@@ -787,11 +828,13 @@ impl ParquetSink {
                     true
                 }
             };
-            match self.encode_group(group, spill, k, data) {
-                Ok((columns, bytes)) => {
-                    own.columns.extend(columns);
-                    own.bytes += bytes;
-                }
+            let encoded = &mut own.columns;
+            let result = self.encode_block(block, spill, k, data, |columns| {
+                encoded.extend(columns);
+                Ok(())
+            });
+            match result {
+                Ok(bytes) => own.bytes += bytes,
                 Err(e) => {
                     let mut st = self.lock();
                     st.waiting_ram = st.waiting_ram.saturating_sub(own.ram_share);
@@ -877,10 +920,11 @@ impl ParquetSink {
 fn column_arrays(data: &ChunkData, cols: Range<usize>, one_d: bool) -> Vec<ArrayRef> {
     /// Copies the columns out through a fixed-rank view: iterating an `IxDyn` view element
     /// by element ran at under 200 MB/s and dominated the write (measured with
-    /// `benches/parquet_io.rs`); a 1-d or 2-d view iterates with plain strides. Rows are the
-    /// outer loop, so a wide row-major chunk is read one cache line per row and group rather
-    /// than one line per element.
-    fn copy<T: Copy>(a: &ArrayD<T>, cols: Range<usize>, one_d: bool) -> Vec<Vec<T>> {
+    /// `benches/parquet_io.rs`); a 1-d or 2-d view iterates with plain strides. A row-major
+    /// chunk is transposed a tile of rows at a time: in a wide chunk the rows are far apart,
+    /// and copying column by column fetched a cache line and a page-table entry per value
+    /// (the copy then took 16% of a wide write's time).
+    fn copy<T: Copy + Default>(a: &ArrayD<T>, cols: Range<usize>, one_d: bool) -> Vec<Vec<T>> {
         if one_d {
             let v = a
                 .view()
@@ -896,26 +940,35 @@ fn column_arrays(data: &ChunkData, cols: Range<usize>, one_d: bool) -> Vec<Array
             .into_dimensionality::<Ix2>()
             .expect("a 2-d sink gets 2-d chunks");
         let (rows, ncols) = v.dim();
-        let mut out: Vec<Vec<T>> = cols.clone().map(|_| Vec::with_capacity(rows)).collect();
         match v.as_slice() {
             Some(s) => {
-                for row in s.chunks_exact(ncols) {
-                    for (o, x) in out.iter_mut().zip(&row[cols.clone()]) {
-                        o.push(*x);
+                // A cache-blocked transpose: the row segments of a tile of rows stay in cache
+                // while each column takes its values from them.
+                const TILE: usize = 64;
+                let mut out: Vec<Vec<T>> = cols.clone().map(|_| vec![T::default(); rows]).collect();
+                for r0 in (0..rows).step_by(TILE) {
+                    let r1 = (r0 + TILE).min(rows);
+                    for (col, j) in out.iter_mut().zip(cols.clone()) {
+                        let src = s[r0 * ncols + j..].iter().step_by(ncols);
+                        for (dst, x) in col[r0..r1].iter_mut().zip(src) {
+                            *dst = *x;
+                        }
                     }
                 }
+                out
             }
             None => {
+                let mut out: Vec<Vec<T>> = cols.clone().map(|_| Vec::with_capacity(rows)).collect();
                 for row in v.rows() {
                     for (o, j) in out.iter_mut().zip(cols.clone()) {
                         o.push(row[j]);
                     }
                 }
+                out
             }
         }
-        out
     }
-    fn arrays<T: Copy, A: arrow_array::Array + From<Vec<T>> + 'static>(
+    fn arrays<T: Copy + Default, A: arrow_array::Array + From<Vec<T>> + 'static>(
         v: Vec<Vec<T>>,
     ) -> Vec<ArrayRef> {
         v.into_iter()
