@@ -448,8 +448,7 @@ impl ParquetSource {
         // are 101 KB, allocated by C code), so a wide file is read a batch of columns at a
         // time: the reader's memory stays about READ_BATCH_BYTES, whatever the width.
         let batch_rows = nrows.clamp(1, 64 * 1024);
-        // Per column: its decoded Arrow array, its spillway copy and its compressed pages.
-        let per_column = (batch_rows * self.dtype.size_bytes()) as u64 * 3 + READ_CODEC_BYTES;
+        let per_column = (batch_rows * self.dtype.size_bytes()) as u64 * 2 + READ_CODEC_BYTES;
         let batch = usize::try_from(READ_BATCH_BYTES / per_column)
             .unwrap_or(usize::MAX)
             .clamp(1, roots.len());
@@ -472,15 +471,6 @@ impl ParquetSource {
                 .enumerate()
                 .filter_map(|(j, c)| batch_roots.binary_search(&c.root).ok().map(|p| (j, c, p)))
                 .collect();
-            // Each column is decoded into its own buffer, then the buffers are interleaved
-            // row by row: writing one column straight into the row-major output touched a
-            // cache line (and, for wide rows, a page-table entry) per value.
-            let mut columns: Vec<Vec<T>> = vec![Vec::new(); targets.len()];
-            let contiguous = targets
-                .iter()
-                .enumerate()
-                .all(|(t, &(j, ..))| j == targets[0].0 + t)
-                .then(|| targets[0].0);
             let mut row = 0usize;
             for batch in reader {
                 let batch = batch.map_err(|e| parquet_err(&self.path, e))?;
@@ -491,34 +481,10 @@ impl ParquetSource {
                         format!("read {} rows where {nrows} were asked", row + n),
                     ));
                 }
-                for (buf, &(_, col, pos)) in columns.iter_mut().zip(&targets) {
+                for &(j, col, pos) in &targets {
                     let array = batch.column(pos);
-                    if array.len() != n {
-                        return Err(parquet_err(&self.path, "columns of unequal length"));
-                    }
-                    buf.clear();
-                    buf.resize(n, T::default());
-                    copy_column(&self.path, col, array.as_ref(), self.fill_nulls, buf)?;
-                }
-                let rows = out[row * ncols..(row + n) * ncols].chunks_exact_mut(ncols);
-                match contiguous {
-                    // The usual case (columns asked for in file order): each row takes one
-                    // contiguous run of values.
-                    Some(j0) => {
-                        for (r, out_row) in rows.enumerate() {
-                            let run = &mut out_row[j0..j0 + columns.len()];
-                            for (d, buf) in run.iter_mut().zip(&columns) {
-                                *d = buf[r];
-                            }
-                        }
-                    }
-                    None => {
-                        for (r, out_row) in rows.enumerate() {
-                            for (buf, &(j, ..)) in columns.iter().zip(&targets) {
-                                out_row[j] = buf[r];
-                            }
-                        }
-                    }
+                    let put = |r: usize, v: T| out[(row + r) * ncols + j] = v;
+                    copy_column(&self.path, col, array.as_ref(), self.fill_nulls, put)?;
                 }
                 row += n;
             }
@@ -533,14 +499,14 @@ impl ParquetSource {
     }
 }
 
-/// Converts one Arrow column into spillway elements in `dst` (as long as the array),
-/// replacing nulls by the fill value or refusing them.
+/// Converts one Arrow column into spillway elements, replacing nulls by the fill value or
+/// refusing them.
 fn copy_column<T: Element>(
     path: &Path,
     col: &SourceColumn,
     array: &dyn Array,
     fill: Option<f64>,
-    dst: &mut [T],
+    mut put: impl FnMut(usize, T),
 ) -> Result<()> {
     let nulls = array.null_count();
     let fill: Option<T> = match (nulls, fill) {
@@ -562,49 +528,43 @@ fn copy_column<T: Element>(
         conv: impl Fn(A::Native) -> S,
         fill: Option<T>,
         is_null: impl Fn(usize) -> bool,
-        dst: &mut [T],
+        put: &mut impl FnMut(usize, T),
     ) {
-        let values = array.as_primitive::<A>().values();
-        match fill {
-            // No nulls: a plain conversion loop the compiler can vectorise.
-            None => {
-                for (d, &v) in dst.iter_mut().zip(values.iter()) {
-                    *d = cast_elem::<S, T>(conv(v));
-                }
-            }
-            Some(f) => {
-                for (r, (d, &v)) in dst.iter_mut().zip(values.iter()).enumerate() {
-                    *d = if is_null(r) {
-                        f
-                    } else {
-                        cast_elem::<S, T>(conv(v))
-                    };
-                }
-            }
+        let a = array.as_primitive::<A>();
+        for (r, &v) in a.values().iter().enumerate() {
+            let x = if is_null(r) {
+                fill.expect("nulls only with a fill")
+            } else {
+                cast_elem::<S, T>(conv(v))
+            };
+            put(r, x);
         }
     }
 
     match &col.arrow_type {
         DataType::Boolean => {
             let a = array.as_boolean();
-            for (r, (d, v)) in dst.iter_mut().zip(a.values().iter()).enumerate() {
-                *d = if is_null(r) {
+            for (r, v) in a.values().iter().enumerate() {
+                let x = if is_null(r) {
                     fill.expect("nulls only with a fill")
                 } else {
                     cast_elem::<bool, T>(v)
                 };
+                put(r, x);
             }
         }
-        DataType::UInt8 => prim::<UInt8Type, u8, T>(array, |v| v, fill, is_null, dst),
-        DataType::Int8 => prim::<Int8Type, i32, T>(array, i32::from, fill, is_null, dst),
-        DataType::Int16 => prim::<Int16Type, i32, T>(array, i32::from, fill, is_null, dst),
-        DataType::UInt16 => prim::<UInt16Type, i32, T>(array, i32::from, fill, is_null, dst),
-        DataType::Int32 => prim::<Int32Type, i32, T>(array, |v| v, fill, is_null, dst),
-        DataType::UInt32 => prim::<UInt32Type, i64, T>(array, i64::from, fill, is_null, dst),
-        DataType::Int64 => prim::<Int64Type, i64, T>(array, |v| v, fill, is_null, dst),
-        DataType::Float16 => prim::<Float16Type, f32, T>(array, |v| v.to_f32(), fill, is_null, dst),
-        DataType::Float32 => prim::<Float32Type, f32, T>(array, |v| v, fill, is_null, dst),
-        DataType::Float64 => prim::<Float64Type, f64, T>(array, |v| v, fill, is_null, dst),
+        DataType::UInt8 => prim::<UInt8Type, u8, T>(array, |v| v, fill, is_null, &mut put),
+        DataType::Int8 => prim::<Int8Type, i32, T>(array, i32::from, fill, is_null, &mut put),
+        DataType::Int16 => prim::<Int16Type, i32, T>(array, i32::from, fill, is_null, &mut put),
+        DataType::UInt16 => prim::<UInt16Type, i32, T>(array, i32::from, fill, is_null, &mut put),
+        DataType::Int32 => prim::<Int32Type, i32, T>(array, |v| v, fill, is_null, &mut put),
+        DataType::UInt32 => prim::<UInt32Type, i64, T>(array, i64::from, fill, is_null, &mut put),
+        DataType::Int64 => prim::<Int64Type, i64, T>(array, |v| v, fill, is_null, &mut put),
+        DataType::Float16 => {
+            prim::<Float16Type, f32, T>(array, |v| v.to_f32(), fill, is_null, &mut put)
+        }
+        DataType::Float32 => prim::<Float32Type, f32, T>(array, |v| v, fill, is_null, &mut put),
+        DataType::Float64 => prim::<Float64Type, f64, T>(array, |v| v, fill, is_null, &mut put),
         other => {
             return Err(Error::ParquetColumnType {
                 path: path.to_path_buf(),

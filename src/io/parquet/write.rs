@@ -1104,14 +1104,19 @@ impl ChunkSink for ParquetSink {
     }
 
     /// What encoding one row group may hold beyond the chunk itself, for the planner to
-    /// budget; it does not grow with the number of columns except for the metadata:
+    /// budget. Only the metadata grows with the number of columns:
     ///
     /// | part | bytes |
     /// |---|---|
-    /// | live column writers (up to 8 columns at once) | per column: its Arrow copy, its page, the compressed page, the codec's contexts and workspace (about 0.3 MB for zstd 1), a dictionary for integers |
+    /// | Arrow copies of the columns being encoded | a group of columns, or a block of up to 64 when rows are wider than a page |
+    /// | live column writers (up to 8) | per column: its page and the compressed page, the codec's contexts and workspace (about 0.36 MB for zstd 1 and small pages), a dictionary for integers |
     /// | their closed column chunks, until appended | per column: the encoded column (about its raw size at worst) |
-    /// | a row group encoded before its turn | its pages up to 16 MiB in RAM for the whole sink; beyond that they go to a spill file |
-    /// | footer metadata kept until `finish()` | about 1 KB per column chunk (columns × row groups) |
+    /// | row groups encoded before their turn | their pages up to 16 MiB in RAM, for the whole sink; the rest goes to the spill file |
+    /// | footer metadata kept until `finish()` | 1 KiB per column chunk (columns × row groups), 1.25 KiB with a page index, plus 1 KiB per column of schemas |
+    ///
+    /// The metadata and the waiting pages belong to the sink rather than to one task, so
+    /// every write task declares all of them: counted twice when two write tasks run, but
+    /// never missing from the budget while one does.
     fn buffer_bytes_per_chunk(&self) -> u64 {
         self.buffer_bytes_per_chunk
     }
