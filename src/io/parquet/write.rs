@@ -884,10 +884,8 @@ impl ParquetSink {
                 return Err(e);
             }
             st.next += 1;
-            if let Err(e) = self.check_open(&st) {
-                // Aborted meanwhile: the temporary file is gone; drop the writer.
-                return Err(e);
-            }
+            // Aborted meanwhile: the temporary file is gone; the writer is dropped.
+            self.check_open(&st)?;
             current = st.next;
             let Some(waiting) = st.pending.remove(&current) else {
                 break;
