@@ -92,7 +92,9 @@ struct Measured {
 fn run_child(program: &Path, args: &[String], cwd: Option<&Path>) -> (String, u64, f64) {
     let t0 = Instant::now();
     let mut cmd = Command::new(program);
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd.args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     if let Some(d) = cwd {
         cmd.current_dir(d);
     }
@@ -137,7 +139,13 @@ fn measure(r: &Runner, peers_dir: Option<&Path>) -> Measured {
             completed: false,
             error: Some(format!(
                 "no JSON line; output ended with: {}",
-                out.chars().rev().take(300).collect::<String>().chars().rev().collect::<String>()
+                out.chars()
+                    .rev()
+                    .take(300)
+                    .collect::<String>()
+                    .chars()
+                    .rev()
+                    .collect::<String>()
             )),
             wall_s: 0.0,
             os_peak_rss: os_peak,
@@ -261,10 +269,17 @@ fn main() {
             };
             let peers: Vec<(&'static str, Vec<String>, bool)> = match workload {
                 "w1" => vec![
-                    ("dask", script("w1_mean_std.py", &["--engine", "dask"]), false),
+                    (
+                        "dask",
+                        script("w1_mean_std.py", &["--engine", "dask"]),
+                        false,
+                    ),
                     (
                         "cubed",
-                        script("w1_mean_std.py", &["--engine", "cubed", "--allowed-mem", "2GB"]),
+                        script(
+                            "w1_mean_std.py",
+                            &["--engine", "cubed", "--allowed-mem", "2GB"],
+                        ),
                         false,
                     ),
                 ],
@@ -293,10 +308,17 @@ fn main() {
                     ),
                 ],
                 "w3" => vec![
-                    ("dask", script("w3_to_zarr.py", &["--engine", "dask"]), false),
+                    (
+                        "dask",
+                        script("w3_to_zarr.py", &["--engine", "dask"]),
+                        false,
+                    ),
                     (
                         "cubed",
-                        script("w3_to_zarr.py", &["--engine", "cubed", "--allowed-mem", "2GB"]),
+                        script(
+                            "w3_to_zarr.py",
+                            &["--engine", "cubed", "--allowed-mem", "2GB"],
+                        ),
                         false,
                     ),
                 ],
@@ -316,10 +338,17 @@ fn main() {
                     true,
                 )],
                 "w5" => vec![
-                    ("dask", script("w5_rechunk.py", &["--engine", "dask"]), false),
+                    (
+                        "dask",
+                        script("w5_rechunk.py", &["--engine", "dask"]),
+                        false,
+                    ),
                     (
                         "cubed",
-                        script("w5_rechunk.py", &["--engine", "cubed", "--allowed-mem", "3GB"]),
+                        script(
+                            "w5_rechunk.py",
+                            &["--engine", "cubed", "--allowed-mem", "3GB"],
+                        ),
                         true,
                     ),
                 ],
@@ -344,13 +373,7 @@ fn main() {
             if r.once && rep > 0 {
                 continue;
             }
-            eprintln!(
-                "[{}/{}] {} {}",
-                rep + 1,
-                runs,
-                r.workload,
-                r.engine
-            );
+            eprintln!("[{}/{}] {} {}", rep + 1, runs, r.workload, r.engine);
             let m = measure(r, peers_dir.as_deref());
             eprintln!(
                 "    wall {:.2} s, peak RSS {} (OS), completed {}, checksum {:?}{}",
@@ -358,11 +381,18 @@ fn main() {
                 gib(m.os_peak_rss as f64),
                 m.completed,
                 m.checksum_ok,
-                m.error.as_deref().map(|e| format!(", error: {e}")).unwrap_or_default()
+                m.error
+                    .as_deref()
+                    .map(|e| format!(", error: {e}"))
+                    .unwrap_or_default()
             );
             if let Some(p) = &jsonl {
                 use std::io::Write;
-                if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(p) {
+                if let Ok(mut f) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                {
                     let _ = writeln!(
                         f,
                         "{}",
@@ -395,10 +425,11 @@ fn main() {
             .iter()
             .filter(|m| m.workload == w && m.engine == e)
             .collect();
-        let ok: Vec<&&Measured> = ms.iter().filter(|m| m.completed).collect();
+        let ok: Vec<&Measured> = ms.iter().copied().filter(|m| m.completed).collect();
         let rss = median(ok.iter().map(|m| m.os_peak_rss as f64).collect());
         let wall = median(ok.iter().map(|m| m.wall_s).collect());
-        (ms, ok.len(), rss, wall)
+        let n = ok.len();
+        (ms, n, rss, wall)
     };
     for (w, e) in &keys {
         let (ms, nok, rss, wall) = stats(w, e);
@@ -406,10 +437,7 @@ fn main() {
         let (ratio_rss, ratio_wall) = if *e == "spillway" || nok == 0 {
             ("–".to_string(), "–".to_string())
         } else {
-            (
-                format!("{:.2}", srss / rss),
-                format!("{:.2}", swall / wall),
-            )
+            (format!("{:.2}", srss / rss), format!("{:.2}", swall / wall))
         };
         let checks: Vec<String> = ms
             .iter()

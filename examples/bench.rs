@@ -147,10 +147,8 @@ fn parse_args() -> Result<Options, String> {
         };
         match a.as_str() {
             "--scale" => {
-                o.scale = value(a)?
-                    .parse()
-                    .map_err(|e| format!("--scale: {e}"))?;
-                if !(o.scale > 0.0) {
+                o.scale = value(a)?.parse().map_err(|e| format!("--scale: {e}"))?;
+                if o.scale.is_nan() || o.scale <= 0.0 {
                     return Err("--scale must be positive".into());
                 }
             }
@@ -527,8 +525,10 @@ fn run(o: &Options, s: &Session, out_dir: &Path) -> spillway::Result<Outcome> {
             out.extra
                 .insert("bytes_on_disk".into(), json!(dir_bytes(&dst)));
             if let Some(r) = s.last_run() {
-                out.extra
-                    .insert("spilled_bytes".into(), json!(s.memory_report().store.bytes_spilled));
+                out.extra.insert(
+                    "spilled_bytes".into(),
+                    json!(s.memory_report().store.bytes_spilled),
+                );
                 out.extra.insert("tasks".into(), json!(r.tasks));
             }
             // The peers' check: column block 7 equals the formula exactly.
@@ -578,7 +578,11 @@ fn main() {
     let mut res = serde_json::Map::new();
     res.insert(
         "workload".into(),
-        json!(if o.parquet { "W3 to-parquet" } else { o.workload.title }),
+        json!(if o.parquet {
+            "W3 to-parquet"
+        } else {
+            o.workload.title
+        }),
     );
     res.insert("engine".into(), json!("spillway"));
     res.insert("scale".into(), json!(o.scale));
@@ -625,7 +629,10 @@ fn main() {
             );
         }
         Err(_) => {
-            res.insert("config".into(), json!(format!("memory_limit={}", o.limit())));
+            res.insert(
+                "config".into(),
+                json!(format!("memory_limit={}", o.limit())),
+            );
         }
     }
     match result {
@@ -664,10 +671,7 @@ fn main() {
             }
         }
     }
-    res.insert(
-        "peak_rss_with_verify_bytes".into(),
-        json!(peak_rss_bytes()),
-    );
+    res.insert("peak_rss_with_verify_bytes".into(), json!(peak_rss_bytes()));
     if o.keep {
         eprintln!("kept {}", out_dir.display());
     } else if o.out_dir.is_some() {

@@ -127,7 +127,14 @@ impl Region {
         (0..self.ndim()).all(|a| other.start[a] >= self.start[a] && other.end(a) <= self.end(a))
     }
 
-    pub(crate) fn with_axis(&self, axis: usize, start: usize, len: usize) -> Region {
+    /// The same region with axis `axis` replaced by `start..start + len`.
+    ///
+    /// ```
+    /// use spillway::Region;
+    /// let r = Region::new(vec![0, 0], vec![4, 3]).with_axis(0, 2, 1);
+    /// assert_eq!((r.start(), r.shape()), (&[2, 0][..], &[1, 3][..]));
+    /// ```
+    pub fn with_axis(&self, axis: usize, start: usize, len: usize) -> Region {
         let mut r = self.clone();
         r.start[axis] = start;
         r.shape[axis] = len;
@@ -286,6 +293,49 @@ impl fmt::Display for ChunkGrid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?} in chunks of {:?}", self.shape, self.chunk_shape)
     }
+}
+
+/// Cuts `region` into tiles of about `target` elements, splitting the outermost axes first so
+/// that each tile is a run of whole inner rows when those fit. The tiles come in C order and
+/// each is contiguous in the region's C order, so their elements, one tile after another, are
+/// the region's elements in C order: what a streaming encoder or decoder needs.
+pub(crate) fn c_order_tiles(region: &Region, target: usize) -> Vec<Region> {
+    let n = region.ndim();
+    if n == 0 || region.len() <= target {
+        return vec![region.clone()];
+    }
+    // Find the outermost axis k such that the block of axes > k fits in the target.
+    let mut inner = 1usize;
+    let mut k = n;
+    while k > 0 && inner * region.shape()[k - 1] <= target {
+        inner *= region.shape()[k - 1];
+        k -= 1;
+    }
+    if k == 0 {
+        return vec![region.clone()];
+    }
+    let axis = k - 1;
+    let step = (target / inner.max(1)).max(1);
+    // Axes before `axis` are split into single indices; `axis` into runs of `step`.
+    let outer_counts: Vec<usize> = region.shape()[..axis].to_vec();
+    let mut out = Vec::new();
+    for outer in indices_in(&vec![0; axis], &outer_counts) {
+        let mut s = 0;
+        while s < region.shape()[axis] {
+            let len = step.min(region.shape()[axis] - s);
+            let mut start = region.start().to_vec();
+            let mut shape = region.shape().to_vec();
+            for (a, &o) in outer.iter().enumerate() {
+                start[a] += o;
+                shape[a] = 1;
+            }
+            start[axis] += s;
+            shape[axis] = len;
+            out.push(Region::new(start, shape));
+            s += len;
+        }
+    }
+    out
 }
 
 /// All multi-indices `start + k` for `k` in the box `counts`, C order.

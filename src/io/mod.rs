@@ -27,6 +27,44 @@ pub trait ChunkSource: Send + Sync {
     fn read_region(&self, region: &Region) -> Result<ChunkData>;
     /// A short description for plans and errors, e.g. `zarr data.zarr/temp`.
     fn describe(&self) -> String;
+    /// Calls `f` with the elements of `region` in pieces, each with its global region (in no
+    /// particular order; together they cover `region` exactly once), holding at most about
+    /// `piece_elems` decoded elements besides what `f` keeps. A consumer that scatters the
+    /// data elsewhere (a rechunk) then never holds the region whole. The default reads the
+    /// region in one piece.
+    ///
+    /// # Errors
+    /// As [`read_region`](Self::read_region), and whatever `f` returns.
+    fn read_pieces(
+        &self,
+        region: &Region,
+        piece_elems: usize,
+        f: &mut dyn FnMut(&Region, ChunkData) -> Result<()>,
+    ) -> Result<()> {
+        let _ = piece_elems;
+        f(region, self.read_region(region)?)
+    }
+    /// Bytes a read of `region` holds besides its result (compressed input, decode buffers),
+    /// for the planner's projection.
+    fn read_overhead_bytes(&self, region: &Region) -> u64 {
+        let _ = region;
+        0
+    }
+}
+
+/// The elements of one chunk arriving in C order, tile after tile, so that a sink can encode
+/// and write them as they come instead of holding the whole chunk.
+pub trait ChunkStream {
+    /// The next elements, in C order (any shape; only their count and order matter).
+    ///
+    /// # Errors
+    /// Storage errors; more elements than the chunk holds.
+    fn write(&mut self, tile: &ChunkData) -> Result<()>;
+    /// Every element was written: complete the chunk.
+    ///
+    /// # Errors
+    /// Storage errors; fewer elements than the chunk holds.
+    fn finish(self: Box<Self>) -> Result<()>;
 }
 
 /// A destination that the executor streams result chunks into.
@@ -54,6 +92,25 @@ pub trait ChunkSink: Send + Sync {
     /// Bytes the sink may buffer per chunk while writing, beyond the chunk itself (encoders,
     /// row-group buffers); the planner adds it to each write task's projected bytes.
     fn buffer_bytes_per_chunk(&self) -> u64 {
+        0
+    }
+    /// Whether [`stream_chunk`](Self::stream_chunk) gives a stream for this chunk (asked when
+    /// planning, so that the task's projected bytes leave the chunk out).
+    fn streams(&self, index: &[usize]) -> bool {
+        let _ = index;
+        false
+    }
+    /// A stream that takes the chunk's elements in C order, when the sink can encode them as
+    /// they come (`None`: the chunk is given whole to [`write_chunk`](Self::write_chunk)).
+    ///
+    /// # Errors
+    /// Storage errors opening the chunk.
+    fn stream_chunk(&self, index: &[usize]) -> Result<Option<Box<dyn ChunkStream + '_>>> {
+        let _ = index;
+        Ok(None)
+    }
+    /// Bytes an open chunk stream holds (encoder state and buffers).
+    fn stream_bytes(&self) -> u64 {
         0
     }
 }

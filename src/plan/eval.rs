@@ -55,46 +55,7 @@ pub(crate) struct EvalCtx {
     pub(crate) shared: std::collections::HashSet<NodeId>,
 }
 
-/// Cuts `region` into tiles of about `target` elements, splitting the outermost axes first so
-/// that each tile is a run of whole inner rows when those fit.
-pub(crate) fn tiles(region: &Region, target: usize) -> Vec<Region> {
-    let n = region.ndim();
-    if n == 0 || region.len() <= target {
-        return vec![region.clone()];
-    }
-    // Find the outermost axis k such that the block of axes > k fits in the target.
-    let mut inner = 1usize;
-    let mut k = n;
-    while k > 0 && inner * region.shape()[k - 1] <= target {
-        inner *= region.shape()[k - 1];
-        k -= 1;
-    }
-    if k == 0 {
-        return vec![region.clone()];
-    }
-    let axis = k - 1;
-    let step = (target / inner.max(1)).max(1);
-    // Axes before `axis` are split into single indices; `axis` into runs of `step`.
-    let outer_counts: Vec<usize> = region.shape()[..axis].to_vec();
-    let mut out = Vec::new();
-    for outer in crate::grid::indices_in(&vec![0; axis], &outer_counts) {
-        let mut s = 0;
-        while s < region.shape()[axis] {
-            let len = step.min(region.shape()[axis] - s);
-            let mut start = region.start().to_vec();
-            let mut shape = region.shape().to_vec();
-            for (a, &o) in outer.iter().enumerate() {
-                start[a] += o;
-                shape[a] = 1;
-            }
-            start[axis] += s;
-            shape[axis] = len;
-            out.push(Region::new(start, shape));
-            s += len;
-        }
-    }
-    out
-}
+pub(crate) use crate::grid::c_order_tiles as tiles;
 
 /// Evaluates `node` over `region` (global coordinates).
 pub(crate) fn eval(

@@ -214,8 +214,9 @@ impl Lowering {
                 continue;
             }
             match &n.op {
-                Op::External(_) => {
-                    inp.external_bytes += (r.len() * n.dtype.size_bytes()) as u64;
+                Op::External(src) => {
+                    inp.external_bytes +=
+                        (r.len() * n.dtype.size_bytes()) as u64 + src.read_overhead_bytes(&r);
                     inp.externals.push((n, r));
                 }
                 Op::Stored(st) => {
@@ -288,10 +289,19 @@ impl Lowering {
             let st = *stage.get_or_insert_with(|| {
                 self.new_stage(stage_name.to_string(), inp.fused_names.clone())
             });
-            let bytes = (region.len() * node.dtype.size_bytes()) as u64;
+            let chunk_bytes = (region.len() * node.dtype.size_bytes()) as u64;
+            // A sink that takes the chunk as a stream of tiles never sees it whole.
+            let streamed = sink.is_some_and(|s| s.streams(&idx));
+            let bytes = if streamed { 0 } else { chunk_bytes };
             let working = self.scratch_bytes(&inp, &region)
                 + inp.external_bytes
-                + sink.map_or(0, |s| s.buffer_bytes_per_chunk());
+                + sink.map_or(0, |s| {
+                    if streamed {
+                        s.stream_bytes()
+                    } else {
+                        s.buffer_bytes_per_chunk()
+                    }
+                });
             let key = ChunkKey::fresh();
             let body = Arc::new(EvalBody {
                 node: Arc::clone(node),
@@ -615,6 +625,20 @@ impl TaskBody for EvalBody {
                     Ok,
                 )?
         } else {
+            if let EvalMode::Write(sink, idx) = &self.mode
+                && let Some(mut stream) = sink.stream_chunk(idx)?
+            {
+                // Tiles come in C order, so the chunk reaches the sink's encoder as a stream
+                // and never exists whole.
+                let mut memo = HashMap::new();
+                for t in eval::tiles(&self.region, self.tile_elems) {
+                    memo.clear();
+                    let v = eval::eval(&self.node, &t, &ctx, &mut memo)?;
+                    stream.write(&v.into_dtype(sink.dtype()))?;
+                }
+                stream.finish()?;
+                return Ok(None);
+            }
             eval::eval_region_tiled(
                 &self.node,
                 &self.region,

@@ -53,6 +53,7 @@ mod options;
 mod sink;
 mod source;
 mod staging;
+mod stream;
 
 use std::path::{Path, PathBuf};
 

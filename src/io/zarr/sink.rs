@@ -14,12 +14,13 @@ use crate::chunk::ChunkData;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::grid::{ChunkGrid, Region};
-use crate::io::{ChunkSink, ChunkSource};
+use crate::io::{ChunkSink, ChunkSource, ChunkStream};
 
 use super::group::GroupShared;
 use super::options::{Layout, ZarrVersion, ZarrWriteOptions, array_metadata_json};
 use super::source::{ZarrSource, regular_chunk_shape};
 use super::staging::Staging;
+use super::stream::{ChunkFileWriter, STREAM_OVERHEAD_BYTES, StreamCodec};
 use super::{
     codec_options, display_path, map_create_error, map_storage_error, normalize_node_path,
 };
@@ -93,6 +94,13 @@ pub struct ZarrSink {
     display: PathBuf,
     owner: Owner,
     state: RwLock<SinkState>,
+    /// The root of the filesystem store the array lives in (chunk keys are relative to it).
+    store_root: PathBuf,
+    /// How chunks stream to their files, when the codec chain allows it.
+    stream: Option<StreamCodec>,
+    /// Partial files of chunk streams still open; `finish` and `abort` delete them, so a
+    /// stream left open cannot leave its file inside the finished store.
+    open_streams: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 impl std::fmt::Debug for ZarrSink {
@@ -288,6 +296,7 @@ impl ZarrSink {
         // zarr-python 3.1 rejects, and would add a `_zarrs` attribute).
         write_array_metadata(&dir.join(node.trim_start_matches('/')), &meta_json)?;
         let grid = ChunkGrid::new(layout.shape.clone(), layout.write_shape().to_vec())?;
+        let stream = StreamCodec::of(array.metadata());
         Ok(ZarrSink {
             array,
             grid,
@@ -297,6 +306,9 @@ impl ZarrSink {
             display,
             owner,
             state: RwLock::new(SinkState::Open),
+            store_root: dir.to_path_buf(),
+            stream,
+            open_streams: Default::default(),
         })
     }
 
@@ -351,6 +363,7 @@ impl ZarrSink {
                 given: dtype,
             });
         }
+        let store_root = source.store_path().to_path_buf();
         let array = source.into_array();
         let shape: Vec<usize> = array.shape().iter().map(|&n| n as usize).collect();
         let store_chunk = regular_chunk_shape(&array).map_err(|name| Error::ZarrUnsupported {
@@ -385,6 +398,7 @@ impl ZarrSink {
             }
         }
         let grid = ChunkGrid::new(region.shape().to_vec(), store_chunk.clone())?;
+        let stream = StreamCodec::of(array.metadata());
         Ok(ZarrSink {
             array,
             grid,
@@ -394,12 +408,64 @@ impl ZarrSink {
             display,
             owner: Owner::Region,
             state: RwLock::new(SinkState::Open),
+            store_root,
+            stream,
+            open_streams: Default::default(),
         })
     }
 
     /// The array's path for messages (the final store path joined with the array path).
     pub fn path(&self) -> &Path {
         &self.display
+    }
+
+    /// The stored chunk a grid chunk maps to, and the region it covers in the array.
+    fn stored_chunk(&self, index: &[usize]) -> (Vec<u64>, Region) {
+        let region = self.grid.chunk_region(index).translated(&self.offset);
+        let chunk = (0..region.ndim())
+            .map(|a| (region.start()[a] / self.store_chunk[a]) as u64)
+            .collect();
+        (chunk, region)
+    }
+
+    /// One element of the fill value, as the chunk bytes hold it (little endian).
+    fn fill_bytes(&self) -> Vec<u8> {
+        self.array.fill_value().as_ne_bytes().to_vec()
+    }
+
+    /// Holds a new store's staging folder open (not renamed nor deleted) while writing.
+    fn staging_guard(
+        &self,
+    ) -> Result<Option<std::sync::RwLockReadGuard<'_, super::staging::StagingState>>> {
+        Ok(match &self.owner {
+            Owner::Standalone(s) => Some(s.guard()?),
+            Owner::Member { group, .. } => Some(group.staging.guard()?),
+            Owner::Region => None,
+        })
+    }
+
+    fn streams_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<PathBuf>> {
+        self.open_streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Deletes the partial files of streams still open (they can no longer complete).
+    fn drop_open_streams(&self) {
+        for p in self.streams_lock().drain() {
+            let _ = fs::remove_file(p);
+        }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        if *state != SinkState::Open {
+            return Err(Error::Zarr {
+                path: self.display.clone(),
+                message: format!("write_chunk after the sink was {state:?}"),
+            });
+        }
+        Ok(())
     }
 
     fn check_chunk(&self, index: &[usize], data: &ChunkData) -> Result<Region> {
@@ -491,6 +557,7 @@ impl ChunkSink for ZarrSink {
                 message: format!("finish() on a sink that is {state:?}"),
             });
         }
+        self.drop_open_streams();
         let result = match &self.owner {
             Owner::Standalone(s) => s.commit(),
             Owner::Member { group, slot } => group.member_finished(*slot),
@@ -512,6 +579,7 @@ impl ChunkSink for ZarrSink {
             return;
         }
         *state = SinkState::Aborted;
+        self.drop_open_streams();
         match &self.owner {
             Owner::Standalone(s) => s.discard(),
             Owner::Member { group, slot } => group.member_aborted(*slot),
@@ -542,6 +610,120 @@ impl ChunkSink for ZarrSink {
     /// zarrs builds for an edge chunk (or a non-contiguous input) before encoding it.
     fn buffer_bytes_per_chunk(&self) -> u64 {
         2 * self.store_chunk.iter().product::<usize>() as u64 * self.dtype.size_bytes() as u64
+    }
+
+    /// Chunks stream when the codec chain is plain bytes (+ zstd) and only the first axis of
+    /// the chunk may be cut by the array's end (the overhang is then a run of fill at the end
+    /// of the chunk's C order).
+    fn streams(&self, index: &[usize]) -> bool {
+        if self.stream.is_none() || index.len() != self.grid.ndim() {
+            return false;
+        }
+        let (_, region) = self.stored_chunk(index);
+        region
+            .shape()
+            .iter()
+            .skip(1)
+            .eq(self.store_chunk.iter().skip(1))
+    }
+
+    /// Opens the chunk's file (in the staging folder of a new store) and returns a stream
+    /// that encodes the elements as they come; `None` where [`streams`](Self::streams) is
+    /// false.
+    ///
+    /// ```
+    /// use spillway::io::ChunkSink;
+    /// use spillway::io::zarr::{ZarrSink, ZarrSource, ZarrWriteOptions};
+    /// use spillway::io::ChunkSource;
+    /// use spillway::{ChunkData, DType, Region};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("s.zarr");
+    /// let sink = ZarrSink::create(&path, "/", &[5, 2], DType::F64, &[3, 2], &ZarrWriteOptions::default())?;
+    /// for idx in sink.grid().chunk_indices() {
+    ///     let r = sink.grid().chunk_region(&idx);
+    ///     let mut s = sink.stream_chunk(&idx)?.expect("bytes + zstd streams");
+    ///     for row in r.start()[0]..r.end(0) {  // one row at a time
+    ///         s.write(&ChunkData::from(ndarray::ArrayD::from_elem(vec![2], row as f64)))?;
+    ///     }
+    ///     s.finish()?;
+    /// }
+    /// sink.finish()?;
+    /// let back = ZarrSource::open(&path, "/")?.read_region(&Region::whole(&[5, 2]))?;
+    /// assert_eq!(back.to_f64_vec(), vec![0., 0., 1., 1., 2., 2., 3., 3., 4., 4.]);
+    /// # Ok::<(), spillway::Error>(())
+    /// ```
+    fn stream_chunk(&self, index: &[usize]) -> Result<Option<Box<dyn ChunkStream + '_>>> {
+        let Some(codec) = self.stream else {
+            return Ok(None);
+        };
+        if !self.streams(index) {
+            return Ok(None);
+        }
+        self.check_open()?;
+        let _staging = self.staging_guard()?;
+        let (chunk, region) = self.stored_chunk(index);
+        let key = self.array.chunk_key(&chunk);
+        let path = self
+            .store_root
+            .join(key.as_str().strip_prefix('/').unwrap_or(key.as_str()));
+        let stored: u64 = self.store_chunk.iter().map(|&c| c as u64).product();
+        let writer = ChunkFileWriter::create(
+            path,
+            codec,
+            self.dtype,
+            stored,
+            region.len() as u64,
+            self.fill_bytes(),
+        )?;
+        self.streams_lock()
+            .insert(writer.partial_path().to_path_buf());
+        Ok(Some(Box::new(GuardedStream {
+            writer: Some(Box::new(writer)),
+            sink: self,
+        })))
+    }
+
+    fn stream_bytes(&self) -> u64 {
+        STREAM_OVERHEAD_BYTES
+    }
+}
+
+/// A chunk stream that completes its chunk only while the staging folder is still open.
+///
+/// The staging guard is held while opening and while completing the chunk, not in between:
+/// a stream left open (a leaked or forgotten one) must not block `finish` or `abort` forever.
+/// A stream whose store was committed or discarded meanwhile fails to complete.
+struct GuardedStream<'a> {
+    writer: Option<Box<ChunkFileWriter>>,
+    sink: &'a ZarrSink,
+}
+
+impl ChunkStream for GuardedStream<'_> {
+    fn write(&mut self, tile: &ChunkData) -> Result<()> {
+        self.writer.as_mut().expect("open until finish").write(tile)
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        let writer = self.writer.take().expect("open until finish");
+        let partial = writer.partial_path().to_path_buf();
+        let _staging = self.sink.staging_guard()?;
+        // Still registered means the sink was neither finished nor aborted meanwhile.
+        if !self.sink.streams_lock().remove(&partial) {
+            return Err(Error::Zarr {
+                path: self.sink.display.clone(),
+                message: "the store was finished or aborted while this chunk was being written"
+                    .into(),
+            });
+        }
+        writer.finish()
+    }
+}
+
+impl Drop for GuardedStream<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = self.writer.take() {
+            self.sink.streams_lock().remove(w.partial_path());
+        }
     }
 }
 

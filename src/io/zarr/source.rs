@@ -19,6 +19,7 @@ use crate::grid::{ChunkGrid, Region};
 use crate::io::ChunkSource;
 
 use super::options::ZarrVersion;
+use super::stream::{ChunkFileReader, STREAM_OVERHEAD_BYTES, StreamCodec};
 use super::{codec_options, display_path, map_array_error, map_create_error, normalize_node_path};
 
 /// One Zarr v2 or v3 array on the local filesystem, read region by region.
@@ -55,7 +56,15 @@ pub struct ZarrSource {
     store_path: PathBuf,
     node_path: String,
     display: PathBuf,
+    /// How chunk files decode as streams, when the codec chain allows it.
+    stream: Option<StreamCodec>,
+    /// The stored chunk shape as the metadata gives it (the grid's may be clamped to the
+    /// array's shape; a chunk file always holds this many elements).
+    store_chunk: Vec<usize>,
 }
+
+/// Elements decoded at a time when a region is read by streaming.
+const BAND_ELEMS: usize = 1 << 17;
 
 impl std::fmt::Debug for ZarrSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -293,7 +302,8 @@ impl ZarrSource {
             what: format!("chunk grid `{name}`"),
         })?;
         let shape: Vec<usize> = array.shape().iter().map(|&n| n as usize).collect();
-        let grid = ChunkGrid::new(shape, chunk_shape)?;
+        let grid = ChunkGrid::new(shape, chunk_shape.clone())?;
+        let stream = StreamCodec::of(array.metadata());
         Ok(ZarrSource {
             array,
             grid,
@@ -301,6 +311,8 @@ impl ZarrSource {
             store_path,
             node_path,
             display,
+            stream,
+            store_chunk: chunk_shape,
         })
     }
 
@@ -382,6 +394,65 @@ impl ZarrSource {
             })
     }
 
+    /// Streams the stored chunks overlapping `region` through their decoders, calling `f`
+    /// with each band's part inside `region` (chunks never written give fill). Reading stops
+    /// after the last band a chunk contributes.
+    fn stream_pieces(
+        &self,
+        codec: StreamCodec,
+        region: &Region,
+        band_elems: usize,
+        f: &mut dyn FnMut(&Region, ChunkData) -> Result<()>,
+    ) -> Result<()> {
+        let chunk_shape = self.store_chunk.clone();
+        for idx in self.grid.chunks_overlapping(region) {
+            let origin: Vec<usize> = idx.iter().zip(&chunk_shape).map(|(i, c)| i * c).collect();
+            let stored = Region::new(origin, chunk_shape.clone());
+            let Some(want) = stored.intersect(region).filter(|w| !w.is_empty()) else {
+                continue;
+            };
+            let chunk: Vec<u64> = idx.iter().map(|&i| i as u64).collect();
+            let key = self.array.chunk_key(&chunk);
+            let path = self
+                .store_path
+                .join(key.as_str().strip_prefix('/').unwrap_or(key.as_str()));
+            let Some(mut reader) = ChunkFileReader::open(path, &self.display, chunk, codec)? else {
+                let fill = self.fill_value();
+                for t in crate::grid::c_order_tiles(&want, band_elems) {
+                    f(&t, ChunkData::full(self.dtype, t.shape(), fill))?;
+                }
+                continue;
+            };
+            if want == stored {
+                // The whole stored chunk: decode it straight into its own buffer.
+                let data = reader.next(self.dtype, stored.shape())?;
+                reader.finish()?;
+                f(&want, data)?;
+                continue;
+            }
+            let bands = crate::grid::c_order_tiles(&stored, band_elems);
+            let last = bands
+                .iter()
+                .rposition(|b| b.intersect(&want).is_some_and(|o| !o.is_empty()))
+                .unwrap_or(0);
+            for b in &bands[..=last] {
+                let data = reader.next(self.dtype, b.shape())?;
+                if let Some(ov) = b.intersect(&want).filter(|o| !o.is_empty()) {
+                    let piece = if ov == *b {
+                        data
+                    } else {
+                        data.slice(&ov.relative_to(b))
+                    };
+                    f(&ov, piece)?;
+                }
+            }
+            if last + 1 == bands.len() {
+                reader.finish()?;
+            }
+        }
+        Ok(())
+    }
+
     fn check_region(&self, region: &Region) -> Result<()> {
         let shape = self.grid.shape();
         if region.ndim() != shape.len() {
@@ -434,6 +505,19 @@ impl ChunkSource for ZarrSource {
     /// (naming the chunk) when a stored chunk does not decode; [`Error::Io`] for read errors.
     fn read_region(&self, region: &Region) -> Result<ChunkData> {
         self.check_region(region)?;
+        if let Some(codec) = self.stream {
+            let mut out: Option<ChunkData> = None;
+            self.stream_pieces(codec, region, BAND_ELEMS, &mut |r, data| {
+                if r == region {
+                    out = Some(data);
+                } else {
+                    out.get_or_insert_with(|| ChunkData::zeros(self.dtype, region.shape()))
+                        .assign_region(&r.relative_to(region), &data);
+                }
+                Ok(())
+            })?;
+            return Ok(out.unwrap_or_else(|| ChunkData::zeros(self.dtype, region.shape())));
+        }
         let ranges: Vec<std::ops::Range<u64>> = (0..region.ndim())
             .map(|a| region.start()[a] as u64..region.end(a) as u64)
             .collect();
@@ -447,6 +531,32 @@ impl ChunkSource for ZarrSource {
             };
             map_array_error(&self.display, chunk, e)
         })
+    }
+
+    fn read_pieces(
+        &self,
+        region: &Region,
+        piece_elems: usize,
+        f: &mut dyn FnMut(&Region, ChunkData) -> Result<()>,
+    ) -> Result<()> {
+        self.check_region(region)?;
+        match self.stream {
+            Some(codec) => self.stream_pieces(codec, region, piece_elems.max(1), f),
+            None => f(region, self.read_region(region)?),
+        }
+    }
+
+    /// A streamed read holds a decoder and one band; zarrs holds a chunk's compressed bytes
+    /// and, for a chunk only partly inside the region, the whole decoded chunk.
+    fn read_overhead_bytes(&self, region: &Region) -> u64 {
+        let _ = region;
+        match self.stream {
+            Some(_) => STREAM_OVERHEAD_BYTES + (BAND_ELEMS * self.dtype.size_bytes()) as u64,
+            None => {
+                2 * self.grid.chunk_shape().iter().product::<usize>() as u64
+                    * self.dtype.size_bytes() as u64
+            }
+        }
     }
 
     fn describe(&self) -> String {
