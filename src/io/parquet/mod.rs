@@ -21,7 +21,8 @@
 //!   row group k is next in the file:   take the file writer, append each group of columns
 //!                                      as soon as it is encoded, then any waiting successors
 //!   an earlier one is still missing:   encode into RAM while the sink's waiting allowance
-//!                                      (16 MiB in all) lasts, into a spill file beyond it;
+//!                                      (one row group, at most 8 MiB, for all waiting row
+//!                                      groups together) lasts, into a spill file beyond it;
 //!                                      appended (pages streamed back) when its turn comes
 //! ```
 //!
@@ -57,7 +58,7 @@
 //! decodes a batch of columns of about 8 MiB at a time. What still grows with
 //! columns × row groups is the footer metadata, which the file writer keeps for every column
 //! chunk until `finish()`: about 0.75 KB each (60 MB for 10,000 columns × 8 row groups); the
-//! sink declares 1 KiB each. Column chunks that fit in one page get chunk statistics but no page
+//! sink declares 1.125 KiB each, which also covers a chunk waiting to be appended. Column chunks that fit in one page get chunk statistics but no page
 //! index, which would only repeat them (88 bytes per column chunk). A reader holds the
 //! footer too, about 0.5–0.7 KB per column chunk for as long as the source lives. Creating a
 //! codec costs 20–35 µs per column and row group on a virtual machine (zstd runs `cpuid`

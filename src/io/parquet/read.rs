@@ -29,9 +29,15 @@ use crate::io::ChunkSource;
 /// (at least one column per batch).
 const READ_BATCH_BYTES: u64 = 8 << 20;
 
-/// What one projected column's page reader holds besides its data: a codec (zstd: a
-/// compression and a decompression context, 101 KB measured) and page buffers.
+/// What one projected column's page reader holds besides its pages and values: a codec
+/// (zstd: a compression and a decompression context, 101 KB measured) and small buffers.
 const READ_CODEC_BYTES: u64 = 128 << 10;
+
+/// Rows decoded per Arrow batch (at most).
+const READ_BATCH_ROWS: usize = 64 * 1024;
+
+/// Largest page the reader is assumed to meet (arrow-rs and pyarrow write 1 MiB pages).
+const READ_PAGE_BYTES: u64 = 1 << 20;
 
 /// Options of a Parquet read.
 ///
@@ -411,12 +417,40 @@ impl ChunkSource for ParquetSource {
         })
     }
 
+    /// The column reader of one batch of columns (see [`read_region`](Self::read_region)):
+    /// about 8 MiB whatever the width, less for a narrow read.
+    fn read_overhead_bytes(&self, region: &Region) -> u64 {
+        let ncols = if self.one_d { 1 } else { region.shape()[1] };
+        self.read_plan(region.shape()[0], ncols).2
+    }
+
     fn describe(&self) -> String {
         format!("parquet {}", self.path.display())
     }
 }
 
 impl ParquetSource {
+    /// How a read of `nrows` rows of `ncols` columns proceeds: rows per Arrow batch, columns
+    /// per reader, and the bytes the reader holds besides the result. Per column of a batch:
+    /// a compressed and a decompressed page (at most a column chunk, assumed at most 1 MiB),
+    /// the decoded Arrow values, and the codec.
+    fn read_plan(&self, nrows: usize, ncols: usize) -> (usize, usize, u64) {
+        let size = self.dtype.size_bytes() as u64;
+        let batch_rows = nrows.clamp(1, READ_BATCH_ROWS);
+        let longest_group = self
+            .row_group_starts
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .max()
+            .unwrap_or(0) as u64;
+        let page = (longest_group * size).min(READ_PAGE_BYTES);
+        let per_column = 2 * page + batch_rows as u64 * size + READ_CODEC_BYTES;
+        let batch = usize::try_from(READ_BATCH_BYTES / per_column)
+            .unwrap_or(usize::MAX)
+            .clamp(1, ncols.max(1));
+        (batch_rows, batch, batch as u64 * per_column)
+    }
+
     /// Decodes rows `r0..r0+nrows` of `cols` into `out` (row-major, `cols.len()` per row).
     fn read_into<T: Element>(
         &self,
@@ -447,11 +481,7 @@ impl ParquetSource {
         // Every projected column gets its own page reader and codec (zstd's contexts alone
         // are 101 KB, allocated by C code), so a wide file is read a batch of columns at a
         // time: the reader's memory stays about READ_BATCH_BYTES, whatever the width.
-        let batch_rows = nrows.clamp(1, 64 * 1024);
-        let per_column = (batch_rows * self.dtype.size_bytes()) as u64 * 2 + READ_CODEC_BYTES;
-        let batch = usize::try_from(READ_BATCH_BYTES / per_column)
-            .unwrap_or(usize::MAX)
-            .clamp(1, roots.len());
+        let (batch_rows, batch, _) = self.read_plan(nrows, roots.len());
         let ncols = cols.len();
         for batch_roots in roots.chunks(batch) {
             let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;

@@ -51,19 +51,19 @@ const GROUP_BYTES: u64 = 256 * 1024;
 const BLOCK_BYTES: u64 = 4 << 20;
 const MAX_BLOCK_COLS: usize = 64;
 
-/// RAM the sink lets row groups encoded before their turn keep, all together; their other
-/// pages go to the spill file.
-const WAITING_RAM_BYTES: u64 = 16 << 20;
+/// RAM the sink lets row groups encoded before their turn keep, all together (at most one
+/// row group's worth); their other pages go to the spill file.
+const WAITING_RAM_BYTES: u64 = 8 << 20;
 
 /// A column writer's own state beyond its buffers (statistics, level encoders, page
 /// metrics; measured about 2.1 KB in Rust allocations).
 const WRITER_STATE_BYTES: u64 = 4096;
 
-/// Metadata the file writer keeps per column chunk until `finish()` (measured with glibc's
-/// `mallinfo2`: 760 bytes without a page index, 980 with one; a chunk waiting to be appended
-/// holds about as much).
-const META_PER_COLUMN_CHUNK: u64 = 1024;
-const META_PER_COLUMN_CHUNK_WITH_PAGE_INDEX: u64 = 1280;
+/// Metadata kept per column chunk until `finish()` (measured with glibc's `mallinfo2`: 764
+/// bytes without a page index, 980 with one), or while it waits to be appended (1070 bytes
+/// measured: an `ArrowColumnChunk` is 824 bytes, plus its page handles).
+const META_PER_COLUMN_CHUNK: u64 = 1152;
+const META_PER_COLUMN_CHUNK_WITH_PAGE_INDEX: u64 = 1408;
 
 /// Schemas (the file's and each column group's, Arrow and Parquet) per column.
 const SCHEMA_PER_COLUMN: u64 = 1024;
@@ -227,7 +227,8 @@ struct State {
     in_flight: HashSet<usize>,
     /// Encoded row groups that arrived before their turn.
     pending: BTreeMap<usize, Encoded>,
-    /// Bytes of waiting pages held in RAM (at most [`WAITING_RAM_BYTES`]); the rest spill.
+    /// Bytes of waiting pages held in RAM (at most `ParquetSink::waiting_cap`); the rest
+    /// spill.
     waiting_ram: u64,
     buffered_bytes: u64,
     peak_buffered_bytes: u64,
@@ -237,7 +238,10 @@ struct State {
 /// Encoded column chunks of one row group that are not in the file yet.
 #[derive(Default)]
 struct Encoded {
-    columns: Vec<ArrowColumnChunk>,
+    /// By column group, each vector exactly as long as its group (a waiting column chunk is
+    /// 824 bytes before its pages: one vector for all would hold up to twice that, and
+    /// only be freed once the whole row group is appended).
+    columns: Vec<Vec<ArrowColumnChunk>>,
     /// Their encoded size.
     bytes: u64,
     /// The part of `State::waiting_ram` they hold.
@@ -298,6 +302,8 @@ pub struct ParquetSink {
     blocks: Vec<Range<usize>>,
     /// Estimated encoded bytes of one column chunk (the RAM a waiting column takes).
     encoded_column_bytes: u64,
+    /// RAM all waiting row groups may keep together; the rest of their pages spill.
+    waiting_cap: u64,
     spill: Arc<SpillFile>,
     overwrite: bool,
     num_row_groups: usize,
@@ -350,11 +356,12 @@ impl BufferModel {
         self.column_raw.min(PAGE_BYTES)
     }
 
-    /// An encoded column chunk at worst (incompressible data): the values, the codec's
-    /// frame overhead, page headers, and a dictionary page for integers.
+    /// An encoded column chunk in memory at worst (incompressible data): the values, the
+    /// codec's frame overhead, the spare capacity of the page buffers and the page headers
+    /// (measured: 4.2 KB in RAM for a 3.2 KB column), and a dictionary page for integers.
     fn encoded_column(&self) -> u64 {
         let dict = if self.dictionary { self.page() } else { 0 };
-        self.column_raw + self.column_raw / 64 + 512 + dict
+        self.column_raw + self.column_raw / 32 + 2048 + dict
     }
 
     /// One live column writer: the page being built (a growing buffer: up to twice its
@@ -365,8 +372,8 @@ impl BufferModel {
         3 * self.page() + dict + codec_bytes(self.compression, self.page()) + WRITER_STATE_BYTES
     }
 
-    /// Footer metadata the file writer keeps for every column chunk until `finish()` (the
-    /// same amount while a chunk waits to be appended), plus the schemas.
+    /// Footer metadata the file writer keeps for every column chunk until `finish()` (a bit
+    /// more while a chunk waits to be appended), plus the schemas.
     fn metadata(&self) -> u64 {
         let per_chunk = if self.page_index {
             META_PER_COLUMN_CHUNK_WITH_PAGE_INDEX
@@ -376,8 +383,14 @@ impl BufferModel {
         self.ncols * (self.num_row_groups * per_chunk + SCHEMA_PER_COLUMN)
     }
 
+    /// RAM that row groups encoded before their turn may keep, all together: one row
+    /// group's pages, at most [`WAITING_RAM_BYTES`].
+    fn waiting(&self) -> u64 {
+        (self.ncols * self.encoded_column()).min(WAITING_RAM_BYTES)
+    }
+
     fn total(&self) -> u64 {
-        let waiting = (self.ncols * self.encoded_column()).min(WAITING_RAM_BYTES);
+        let waiting = self.waiting();
         self.block_cols * self.column_raw
             + self.group_cols * (self.writer() + self.encoded_column())
             + waiting
@@ -617,6 +630,7 @@ impl ParquetSink {
             groups,
             blocks,
             encoded_column_bytes: model.encoded_column(),
+            waiting_cap: model.waiting(),
             spill,
             overwrite: options.overwrite,
             buffer_bytes_per_chunk: model.total(),
@@ -735,7 +749,7 @@ impl ParquetSink {
                     writer.write(&leaf).map_err(err)?;
                 }
             }
-            let columns = writers
+            let mut columns = writers
                 .into_iter()
                 .map(|w| {
                     let c = w.close()?;
@@ -744,6 +758,9 @@ impl ParquetSink {
                 })
                 .collect::<std::result::Result<Vec<_>, parquet::errors::ParquetError>>()
                 .map_err(err)?;
+            // The collect reused the writers' larger allocation; a waiting row group keeps
+            // these vectors (measured: 1.8 instead of 1.07 KB per waiting column chunk).
+            columns.shrink_to_fit();
             emit(columns)?;
         }
         Ok(bytes)
@@ -755,14 +772,14 @@ impl ParquetSink {
     fn stream_row_group(
         &self,
         writer: &mut SerializedFileWriter<File>,
-        encoded: Vec<ArrowColumnChunk>,
+        encoded: Vec<Vec<ArrowColumnChunk>>,
         from: usize,
         k: usize,
         data: &ChunkData,
     ) -> Result<u64> {
         let err = |e| parquet_err(&self.path, e);
         let mut rg = writer.next_row_group().map_err(err)?;
-        for column in encoded {
+        for column in encoded.into_iter().flatten() {
             column.append_to_row_group(&mut rg).map_err(err)?;
         }
         let mut bytes = 0;
@@ -782,11 +799,11 @@ impl ParquetSink {
     fn append_encoded(
         &self,
         writer: &mut SerializedFileWriter<File>,
-        columns: Vec<ArrowColumnChunk>,
+        columns: Vec<Vec<ArrowColumnChunk>>,
     ) -> Result<()> {
         let err = |e| parquet_err(&self.path, e);
         let mut rg = writer.next_row_group().map_err(err)?;
-        for column in columns {
+        for column in columns.into_iter().flatten() {
             column.append_to_row_group(&mut rg).map_err(err)?;
         }
         rg.close().map_err(err)?;
@@ -820,7 +837,7 @@ impl ParquetSink {
                 let columns =
                     self.groups[block.end - 1].columns.end - self.groups[block.start].columns.start;
                 let want = columns as u64 * self.encoded_column_bytes;
-                if st.waiting_ram + want <= WAITING_RAM_BYTES {
+                if st.waiting_ram + want <= self.waiting_cap {
                     st.waiting_ram += want;
                     own.ram_share += want;
                     false
@@ -830,7 +847,7 @@ impl ParquetSink {
             };
             let encoded = &mut own.columns;
             let result = self.encode_block(block, spill, k, data, |columns| {
-                encoded.extend(columns);
+                encoded.push(columns);
                 Ok(())
             });
             match result {
@@ -1109,8 +1126,8 @@ impl ChunkSink for ParquetSink {
     /// | Arrow copies of the columns being encoded | a group of columns, or a block of up to 64 when rows are wider than a page |
     /// | live column writers (up to 8) | per column: its page and the compressed page, the codec's contexts and workspace (about 0.36 MB for zstd 1 and small pages), a dictionary for integers |
     /// | their closed column chunks, until appended | per column: the encoded column (about its raw size at worst) |
-    /// | row groups encoded before their turn | their pages up to 16 MiB in RAM, for the whole sink; the rest goes to the spill file |
-    /// | footer metadata kept until `finish()` | 1 KiB per column chunk (columns × row groups), 1.25 KiB with a page index, plus 1 KiB per column of schemas |
+    /// | row groups encoded before their turn | their pages up to one row group's worth (at most 8 MiB) in RAM, for the whole sink; the rest goes to the spill file |
+    /// | footer metadata kept until `finish()`, or while a chunk waits | 1.125 KiB per column chunk (columns × row groups), 1.375 KiB with a page index, plus 1 KiB per column of schemas |
     ///
     /// The metadata and the waiting pages belong to the sink rather than to one task, so
     /// every write task declares all of them: counted twice when two write tasks run, but
