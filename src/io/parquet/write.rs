@@ -939,7 +939,7 @@ fn column_arrays(data: &ChunkData, cols: Range<usize>, one_d: bool) -> Vec<Array
     /// chunk is transposed a tile of rows at a time: in a wide chunk the rows are far apart,
     /// and copying column by column fetched a cache line and a page-table entry per value
     /// (the copy then took 16% of a wide write's time).
-    fn copy<T: Copy + Default>(a: &ArrayD<T>, cols: Range<usize>, one_d: bool) -> Vec<Vec<T>> {
+    fn copy<T: Copy>(a: &ArrayD<T>, cols: Range<usize>, one_d: bool) -> Vec<Vec<T>> {
         if one_d {
             let v = a
                 .view()
@@ -960,14 +960,12 @@ fn column_arrays(data: &ChunkData, cols: Range<usize>, one_d: bool) -> Vec<Array
                 // A cache-blocked transpose: the row segments of a tile of rows stay in cache
                 // while each column takes its values from them.
                 const TILE: usize = 64;
-                let mut out: Vec<Vec<T>> = cols.clone().map(|_| vec![T::default(); rows]).collect();
+                let mut out: Vec<Vec<T>> = cols.clone().map(|_| Vec::with_capacity(rows)).collect();
                 for r0 in (0..rows).step_by(TILE) {
-                    let r1 = (r0 + TILE).min(rows);
+                    let n = TILE.min(rows - r0);
                     for (col, j) in out.iter_mut().zip(cols.clone()) {
-                        let src = s[r0 * ncols + j..].iter().step_by(ncols);
-                        for (dst, x) in col[r0..r1].iter_mut().zip(src) {
-                            *dst = *x;
-                        }
+                        let src = s[r0 * ncols + j..].iter().step_by(ncols).take(n);
+                        col.extend(src.copied());
                     }
                 }
                 out
@@ -983,7 +981,7 @@ fn column_arrays(data: &ChunkData, cols: Range<usize>, one_d: bool) -> Vec<Array
             }
         }
     }
-    fn arrays<T: Copy + Default, A: arrow_array::Array + From<Vec<T>> + 'static>(
+    fn arrays<T: Copy, A: arrow_array::Array + From<Vec<T>> + 'static>(
         v: Vec<Vec<T>>,
     ) -> Vec<ArrayRef> {
         v.into_iter()
