@@ -287,6 +287,14 @@ pub enum Error {
         /// The dtype of the data.
         given: DType,
     },
+    /// A run report could not be read from JSON or drawn.
+    #[error("run report: cannot {action}: {reason}")]
+    Report {
+        /// What was being done: `parse JSON`, `draw the memory chart`, ….
+        action: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A Parquet file could not be read or written.
     #[error("parquet error at {}: {message}", path.display())]
     Parquet {

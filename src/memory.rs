@@ -281,6 +281,59 @@ pub fn parse_bytes(input: &str) -> Result<u64> {
     Ok(bytes.round() as u64)
 }
 
+/// The process's current resident set in bytes (0 where `/proc` is unavailable).
+///
+/// ```
+/// assert!(spillway::current_rss_bytes() > 0);
+/// ```
+pub fn current_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|pages| pages * page_size())
+        .unwrap_or(0)
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 { p as u64 } else { 4096 }
+}
+
+/// The process's peak resident set in bytes, as the kernel counts it (`ru_maxrss`).
+///
+/// ```
+/// assert!(spillway::peak_rss_bytes() > 0);
+/// ```
+pub fn peak_rss_bytes() -> u64 {
+    // SAFETY: getrusage writes into the struct we pass.
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut u) == 0 {
+            u.ru_maxrss as u64 * 1024
+        } else {
+            0
+        }
+    }
+}
+
+/// Fixes glibc malloc's mmap threshold at 1 MiB (once per process), so that freed chunk
+/// buffers return to the kernel instead of staying resident as heap holes; see
+/// [`SessionBuilder::tune_allocator`](crate::SessionBuilder::tune_allocator).
+pub(crate) fn fix_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: mallopt only changes allocator parameters; M_MMAP_THRESHOLD takes a
+            // byte count.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@ use crate::graph::{NodeRef, Op, StoredArray};
 use crate::grid::{ChunkGrid, Region};
 use crate::io::ChunkSink;
 use crate::plan::{self, PlanOptions, Target};
+use crate::report::{RunReport, StageSummary};
 
 /// A lazy N-d array: every operation records a node; nothing runs until `compute`,
 /// `persist` or a write.
@@ -155,16 +156,43 @@ impl Array {
     pub(crate) fn run(&self, targets: &[Target]) -> Result<(plan::Lowered, RunStats)> {
         let lowered = plan::lower(targets, self.plan_options())?;
         let inner = &self.session.inner;
-        let observer = inner.observer.as_deref();
+        let description = describe(targets);
+        let spilled_before = inner.store.stats().bytes_spilled;
         let stats = exec::execute(
             &lowered,
             &inner.store,
             &inner.buffers,
             &inner.pool,
             None,
-            observer,
+            exec::Monitor {
+                observers: &inner.observers,
+                record_timeline: inner.record_timeline,
+                description: &description,
+            },
         )?;
-        *inner.last_run.lock().unwrap_or_else(|e| e.into_inner()) = Some(stats.clone());
+        let store = inner.store.stats();
+        let report = RunReport {
+            description,
+            limit_bytes: inner.memory_limit,
+            threads: inner.threads,
+            stages: lowered
+                .stages
+                .iter()
+                .map(|st| StageSummary {
+                    name: st.name.clone(),
+                    tasks: st.tasks,
+                    max_task_bytes: st.max_task_bytes,
+                    output_bytes: st.output_bytes,
+                    fused: st.fused.clone(),
+                })
+                .collect(),
+            plan: lowered.explain(),
+            stats: stats.clone(),
+            spilled_bytes: store.bytes_spilled.saturating_sub(spilled_before),
+            store,
+            peak_rss_bytes: crate::memory::peak_rss_bytes(),
+        };
+        *inner.last_report.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
         Ok((lowered, stats))
     }
 
@@ -299,6 +327,24 @@ impl Array {
         }
         Ok(self.run(&[Target::Sink(Arc::clone(&self.node), sink)])?.1)
     }
+}
+
+/// What a run delivers, in words: `compute`, `persist`, `zarr write out.zarr (v3, …)`,
+/// `write to parquet out.parquet`, ….
+fn describe(targets: &[Target]) -> String {
+    let parts: Vec<String> = targets
+        .iter()
+        .map(|t| match t {
+            Target::Keep(_) => "persist".to_string(),
+            Target::Sink(_, sink) => match sink.describe() {
+                d if d == "memory" => "compute".to_string(),
+                // "zarr write out.zarr (v3, …)" says it already (a path may say "write" too).
+                d if d.split_whitespace().take(3).any(|w| w == "write") => d,
+                d => format!("write to {d}"),
+            },
+        })
+        .collect();
+    parts.join(", ")
 }
 
 /// A sink that assembles the result in RAM (the target of `compute`).

@@ -1,6 +1,7 @@
 //! What a plan projects and what the session holds.
 
 use crate::api::session::Session;
+use crate::memory::{current_rss_bytes, peak_rss_bytes};
 use crate::plan::Lowered;
 use crate::store::StoreStats;
 
@@ -77,34 +78,6 @@ pub struct MemoryReport {
     pub rss_bytes: u64,
     /// The process's peak resident set (`getrusage` `ru_maxrss`).
     pub peak_rss_bytes: u64,
-}
-
-/// The process's current resident set in bytes (0 where `/proc` is unavailable).
-pub fn current_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map(|pages| pages * page_size())
-        .unwrap_or(0)
-}
-
-fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 { p as u64 } else { 4096 }
-}
-
-/// The process's peak resident set in bytes, as the kernel counts it (`ru_maxrss`).
-pub fn peak_rss_bytes() -> u64 {
-    // SAFETY: getrusage writes into the struct we pass.
-    unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        if libc::getrusage(libc::RUSAGE_SELF, &mut u) == 0 {
-            u.ru_maxrss as u64 * 1024
-        } else {
-            0
-        }
-    }
 }
 
 impl Session {

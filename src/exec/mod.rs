@@ -43,13 +43,14 @@ pub enum Event {
 }
 
 /// Figures of one run.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunStats {
     /// Tasks run.
     pub tasks: usize,
     /// Wall time in seconds.
     pub wall_s: f64,
-    /// Peak bytes reserved in the budget during the run.
+    /// Peak bytes reserved in the budget during the run, as seen when tasks were admitted and
+    /// finished and at every memory sample (so never below a sample's `reserved_bytes`).
     pub peak_reserved_bytes: u64,
     /// Projected peak of the plan.
     pub projected_peak_bytes: u64,
@@ -57,14 +58,16 @@ pub struct RunStats {
     pub demoted_bytes: u64,
     /// Tasks in the plan.
     pub tasks_total: usize,
-    /// Memory sampled every 50 ms (and at the end).
+    /// Memory sampled every 50 ms, at the start and at the end; empty when the session's
+    /// `record_timeline` is off.
     pub samples: Vec<MemorySample>,
-    /// Every task's thread and times.
+    /// Every task's thread and times, in order of completion; empty when the session's
+    /// `record_timeline` is off.
     pub task_records: Vec<TaskRecord>,
 }
 
 /// When and where one task ran.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TaskRecord {
     /// The task's label (operation and region).
     pub label: String,
@@ -81,7 +84,7 @@ pub struct TaskRecord {
 }
 
 /// The engine's memory at one moment of a run.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MemorySample {
     /// Seconds since the run started.
     pub t_s: f64,
@@ -101,10 +104,102 @@ pub struct MemorySample {
     pub done: usize,
 }
 
-/// Receives progress while a run goes on (the progress bar implements it).
+/// Receives progress while a run goes on (the session's progress bar implements it).
+///
+/// All three methods are called on the thread that computes (the coordinator), so they
+/// should return quickly: the coordinator admits no task while an observer works.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use spillway::{MemorySample, RunObserver, RunStart, RunStats, Session};
+///
+/// #[derive(Default)]
+/// struct Count { started: AtomicUsize, last_done: AtomicUsize, finished: AtomicUsize }
+/// impl RunObserver for Count {
+///     fn started(&self, _run: &RunStart) { self.started.fetch_add(1, Ordering::Relaxed); }
+///     fn progress(&self, _total_tasks: usize, sample: &MemorySample) {
+///         self.last_done.store(sample.done, Ordering::Relaxed);
+///     }
+///     fn finished(&self, _stats: Option<&RunStats>) { self.finished.fetch_add(1, Ordering::Relaxed); }
+/// }
+/// let count = Arc::new(Count::default());
+/// let s = Session::builder().observer(Arc::clone(&count) as Arc<dyn RunObserver>).build()?;
+/// let x = s.ones::<f64>(&[100, 10], [10, 10])?;
+/// let n = x.sum(0)?.plan()?.num_tasks();
+/// x.sum(0)?.compute::<f64>()?;
+/// assert_eq!(count.started.load(Ordering::Relaxed), 1);
+/// assert_eq!(count.finished.load(Ordering::Relaxed), 1);
+/// assert_eq!(count.last_done.load(Ordering::Relaxed), n);
+/// # Ok::<(), spillway::Error>(())
+/// ```
 pub trait RunObserver: Send + Sync {
-    /// Called at most every sampling interval and after the last task.
+    /// Called once before the first task starts.
+    fn started(&self, _run: &RunStart) {}
+
+    /// Called at the start, at most every sampling interval while tasks run, and after the
+    /// last task (with `sample.done == total_tasks` when the run succeeded).
     fn progress(&self, total_tasks: usize, sample: &MemorySample);
+
+    /// Called once when the run ends: with its figures when it succeeded, `None` when it
+    /// failed.
+    fn finished(&self, _stats: Option<&RunStats>) {}
+}
+
+/// What a run is about to do, for [`RunObserver::started`].
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use spillway::{MemorySample, RunObserver, RunStart, Session};
+///
+/// #[derive(Default)]
+/// struct Starts(Mutex<Vec<String>>);
+/// impl RunObserver for Starts {
+///     fn started(&self, run: &RunStart) {
+///         self.0.lock().unwrap().push(format!("{}: {} tasks", run.description, run.total_tasks));
+///     }
+///     fn progress(&self, _total_tasks: usize, _sample: &MemorySample) {}
+/// }
+/// let starts = Arc::new(Starts::default());
+/// let s = Session::builder().observer(Arc::clone(&starts) as Arc<dyn RunObserver>).build()?;
+/// s.ones::<f64>(&[100], [50])?.persist()?;
+/// assert_eq!(starts.0.lock().unwrap().as_slice(), ["persist: 2 tasks"]);
+/// # Ok::<(), spillway::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RunStart {
+    /// What the run delivers: `compute`, `persist`, `zarr write out.zarr (v3, …)`, ….
+    pub description: String,
+    /// Tasks in the plan.
+    pub total_tasks: usize,
+    /// The session's memory limit.
+    pub limit_bytes: u64,
+    /// The plan's projected peak.
+    pub projected_peak_bytes: u64,
+}
+
+/// How a run is watched: who is told its progress and whether its timeline is kept.
+#[derive(Clone, Copy)]
+pub(crate) struct Monitor<'a> {
+    /// Told the run's start, progress and end.
+    pub(crate) observers: &'a [Arc<dyn RunObserver>],
+    /// Whether memory samples and task records are kept in the run's figures.
+    pub(crate) record_timeline: bool,
+    /// What the run delivers (for observers).
+    pub(crate) description: &'a str,
+}
+
+impl Monitor<'_> {
+    /// Nobody watching, nothing recorded.
+    #[cfg(test)]
+    pub(crate) fn none() -> Monitor<'static> {
+        Monitor {
+            observers: &[],
+            record_timeline: false,
+            description: "",
+        }
+    }
 }
 
 /// Interval between memory samples of a run.
@@ -112,7 +207,7 @@ pub(crate) const SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::fro
 
 type Completion = (
     TaskId,
-    Result<Option<ChunkData>>,
+    Result<Vec<ChunkData>>,
     Reservation,
     Instant,
     Instant,
@@ -126,7 +221,30 @@ pub(crate) fn execute(
     buffers: &Arc<crate::pool::ChunkPool>,
     pool: &rayon::ThreadPool,
     log: Option<&mut Vec<Event>>,
-    observer: Option<&dyn RunObserver>,
+    monitor: Monitor<'_>,
+) -> Result<RunStats> {
+    for o in monitor.observers {
+        o.started(&RunStart {
+            description: monitor.description.to_string(),
+            total_tasks: plan.tasks.len(),
+            limit_bytes: store.budget().limit_bytes(),
+            projected_peak_bytes: plan.projected_peak_bytes,
+        });
+    }
+    let result = run_plan(plan, store, buffers, pool, log, monitor);
+    for o in monitor.observers {
+        o.finished(result.as_ref().ok());
+    }
+    result
+}
+
+fn run_plan(
+    plan: &Lowered,
+    store: &Arc<ChunkStore>,
+    buffers: &Arc<crate::pool::ChunkPool>,
+    pool: &rayon::ThreadPool,
+    log: Option<&mut Vec<Event>>,
+    monitor: Monitor<'_>,
 ) -> Result<RunStats> {
     let started = Instant::now();
     let mut log = log;
@@ -154,13 +272,13 @@ pub(crate) fn execute(
     let produced: std::collections::HashSet<ChunkKey> = tasks
         .iter()
         .filter(|t| !t.keep_output)
-        .filter_map(|t| t.output)
+        .flat_map(|t| t.outputs.iter().map(|o| o.0))
         .collect();
     let mut finished = vec![false; n];
     let producer: HashMap<ChunkKey, String> = if log.is_some() {
         tasks
             .iter()
-            .filter_map(|t| t.output.map(|k| (k, t.label.clone())))
+            .flat_map(|t| t.outputs.iter().map(|o| (o.0, t.label.clone())))
             .collect()
     } else {
         HashMap::new()
@@ -176,10 +294,13 @@ pub(crate) fn execute(
     let mut sampler = Sampler {
         started,
         last: None,
-        observer,
+        observers: monitor.observers,
+        record: monitor.record_timeline,
         total: n,
+        peak_reserved: 0,
         stats: RunStats::default(),
     };
+    sampler.maybe_sample(store, 0, 0, true);
     let mut running = 0usize;
     let mut done = 0usize;
     let mut failure: Option<Error> = None;
@@ -268,12 +389,18 @@ pub(crate) fn execute(
             pool.spawn(move || {
                 let t0 = Instant::now();
                 let result =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<Option<ChunkData>> {
+                    std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<Vec<ChunkData>> {
                         let inputs = keys
                             .iter()
                             .map(|k| store2.get(*k))
                             .collect::<Result<Vec<_>>>()?;
-                        body.run(&inputs, &crate::plan::TaskEnv { pool: &buffers2 })
+                        body.run(
+                            &inputs,
+                            &crate::plan::TaskEnv {
+                                pool: &buffers2,
+                                store: &store2,
+                            },
+                        )
                     }))
                     .unwrap_or_else(|p| {
                         let message = p
@@ -309,31 +436,32 @@ pub(crate) fn execute(
         running -= 1;
         sampler.maybe_sample(store, running, done, false);
         let spec = &tasks[t];
-        sampler.stats.task_records.push(TaskRecord {
-            label: spec.label.clone(),
-            stage: plan.stages[spec.stage].name.clone(),
-            thread,
-            start_s: t0.duration_since(started).as_secs_f64(),
-            end_s: t1.duration_since(started).as_secs_f64(),
-            reserved_bytes: reservation.bytes(),
-        });
+        if sampler.record {
+            sampler.stats.task_records.push(TaskRecord {
+                label: spec.label.clone(),
+                stage: plan.stages[spec.stage].name.clone(),
+                thread,
+                start_s: t0.duration_since(started).as_secs_f64(),
+                end_s: t1.duration_since(started).as_secs_f64(),
+                reserved_bytes: reservation.bytes(),
+            });
+        }
         for (k, _) in &spec.reads {
             store.unpin(*k);
         }
         match result {
             Ok(out) => {
-                if let (Some(key), Some(data)) = (spec.output, out) {
+                // Each output keeps its share of the task's reservation; the rest returns.
+                for (&(key, _), data) in spec.outputs.iter().zip(out) {
                     let bytes = data.nbytes();
                     let keep = reservation
                         .split(bytes.min(reservation.bytes()))
                         .expect("split within the reservation");
-                    drop(reservation);
                     if let Err(e) = store.put_reserved(key, Arc::new(data), keep) {
                         failure.get_or_insert(e);
                     }
-                } else {
-                    drop(reservation);
                 }
+                drop(reservation);
                 finished[t] = true;
                 done += 1;
                 stats.tasks += 1;
@@ -370,7 +498,7 @@ pub(crate) fn execute(
     // Outputs of this plan that are still stored and not kept (after a failure) are dropped.
     if let Some(failure) = failure {
         for t in tasks {
-            if let Some(k) = t.output {
+            for &(k, _) in &t.outputs {
                 store.remove(k);
             }
         }
@@ -389,24 +517,31 @@ pub(crate) fn execute(
     }
     sampler.maybe_sample(store, 0, done, true);
     stats.wall_s = started.elapsed().as_secs_f64();
-    stats.peak_reserved_bytes = peak_reserved;
+    stats.peak_reserved_bytes = peak_reserved.max(sampler.peak_reserved);
     stats.samples = std::mem::take(&mut sampler.stats.samples);
     stats.task_records = std::mem::take(&mut sampler.stats.task_records);
     Ok(stats)
 }
 
 /// Takes memory samples at a fixed interval from the coordinator (no extra thread: the
-/// coordinator wakes at least every interval) and forwards them to the observer.
+/// coordinator wakes at least every interval), keeps them when recording, and forwards them to
+/// the observers. With neither, it does nothing (not even read the RSS).
 struct Sampler<'a> {
     started: Instant,
     last: Option<Instant>,
-    observer: Option<&'a dyn RunObserver>,
+    observers: &'a [Arc<dyn RunObserver>],
+    record: bool,
     total: usize,
+    /// Most bytes reserved at any sample.
+    peak_reserved: u64,
     stats: RunStats,
 }
 
 impl Sampler<'_> {
     fn maybe_sample(&mut self, store: &ChunkStore, running: usize, done: usize, force: bool) {
+        if !self.record && self.observers.is_empty() {
+            return;
+        }
         let now = Instant::now();
         if !force
             && self
@@ -423,14 +558,17 @@ impl Sampler<'_> {
             hot_bytes: st.hot_bytes,
             compressed_bytes: st.compressed_bytes,
             disk_bytes: st.disk_bytes,
-            rss_bytes: crate::api::report::current_rss_bytes(),
+            rss_bytes: crate::memory::current_rss_bytes(),
             running,
             done,
         };
-        if let Some(o) = self.observer {
+        self.peak_reserved = self.peak_reserved.max(sample.reserved_bytes);
+        for o in self.observers {
             o.progress(self.total, &sample);
         }
-        self.stats.samples.push(sample);
+        if self.record {
+            self.stats.samples.push(sample);
+        }
     }
 }
 
@@ -480,7 +618,7 @@ mod tests {
             &s.inner.buffers,
             &s.inner.pool,
             Some(&mut log),
-            None,
+            Monitor::none(),
         )
         .unwrap();
         let text: Vec<String> = log

@@ -29,6 +29,31 @@ fn broadcast_grid(shape: &[usize], operands: &[&NodeRef]) -> ChunkGrid {
     grid_like(shape.to_vec(), chunk)
 }
 
+/// An operand in the chunking of the result it is combined into (a rechunk node when they
+/// differ, which cull removes again when they do not): so that the planner, not each output
+/// chunk on its own, decides how stored operands in another chunking are read.
+fn aligned(o: &NodeRef, grid: &ChunkGrid) -> NodeRef {
+    let off = grid.ndim() - o.ndim();
+    let chunk: Vec<usize> = (0..o.ndim())
+        .map(|k| {
+            if o.shape()[k] == grid.shape()[k + off] {
+                grid.chunk_shape()[k + off]
+            } else {
+                o.grid.chunk_shape()[k]
+            }
+        })
+        .collect();
+    if chunk == o.grid.chunk_shape() {
+        Arc::clone(o)
+    } else {
+        node(
+            o.dtype,
+            grid_like(o.shape().to_vec(), chunk),
+            Op::Rechunk(Arc::clone(o)),
+        )
+    }
+}
+
 pub(crate) fn unary(op: UnaryOp, a: &NodeRef) -> Result<NodeRef> {
     let dt = a.dtype;
     let unsupported = |hint: &str| Error::UnsupportedDType {
@@ -77,11 +102,8 @@ pub(crate) fn binary(op: BinaryOp, a: &NodeRef, b: &NodeRef) -> Result<NodeRef> 
     let shape = broadcast_shapes(op.symbol(), a.shape(), b.shape())?;
     let dtype = arithmetic_dtype(op, a.dtype, b.dtype)?;
     let grid = broadcast_grid(&shape, &[a, b]);
-    Ok(node(
-        dtype,
-        grid,
-        Op::Binary(op, Arc::clone(a), Arc::clone(b)),
-    ))
+    let (a, b) = (aligned(a, &grid), aligned(b, &grid));
+    Ok(node(dtype, grid, Op::Binary(op, a, b)))
 }
 
 pub(crate) fn binary_scalar(
@@ -125,11 +147,9 @@ pub(crate) fn where_(c: &NodeRef, a: &NodeRef, b: &NodeRef) -> Result<NodeRef> {
     let s = broadcast_shapes("where", c.shape(), a.shape())?;
     let shape = broadcast_shapes("where", &s, b.shape())?;
     let grid = broadcast_grid(&shape, &[c, a, b]);
-    Ok(node(
-        a.dtype.promote(b.dtype),
-        grid,
-        Op::Where(Arc::clone(c), Arc::clone(a), Arc::clone(b)),
-    ))
+    let dtype = a.dtype.promote(b.dtype);
+    let (c, a, b) = (aligned(c, &grid), aligned(a, &grid), aligned(b, &grid));
+    Ok(node(dtype, grid, Op::Where(c, a, b)))
 }
 
 pub(crate) fn cast(a: &NodeRef, dtype: DType) -> NodeRef {

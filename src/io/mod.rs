@@ -44,6 +44,11 @@ pub trait ChunkSource: Send + Sync {
         let _ = piece_elems;
         f(region, self.read_region(region)?)
     }
+    /// Bytes a read of `region` fetches and decodes: more than the region's when the store
+    /// can only decode whole chunks. The planner weighs it when choosing how to rechunk.
+    fn read_cost_bytes(&self, region: &Region) -> u64 {
+        (region.len() * self.dtype().size_bytes()) as u64
+    }
     /// Bytes a read of `region` holds besides its result (compressed input, decode buffers),
     /// for the planner's projection.
     fn read_overhead_bytes(&self, region: &Region) -> u64 {

@@ -28,6 +28,7 @@ use crate::store::ChunkKey;
 
 pub(crate) mod eval;
 pub(crate) mod order;
+pub(crate) mod rechunk;
 
 use eval::EvalCtx;
 
@@ -36,14 +37,17 @@ pub(crate) type TaskId = usize;
 
 /// What a task does once its inputs are fetched.
 pub(crate) trait TaskBody: Send + Sync {
-    /// Runs the task on its inputs (in the order of [`TaskSpec::reads`]).
-    fn run(&self, inputs: &[Arc<ChunkData>], env: &TaskEnv) -> Result<Option<ChunkData>>;
+    /// Runs the task on its inputs (in the order of [`TaskSpec::reads`]); returns one chunk
+    /// per output, in the order of [`TaskSpec::outputs`].
+    fn run(&self, inputs: &[Arc<ChunkData>], env: &TaskEnv) -> Result<Vec<ChunkData>>;
 }
 
 /// What the executor lends a running task.
 pub(crate) struct TaskEnv<'a> {
     /// Reusable chunk buffers.
     pub(crate) pool: &'a crate::pool::ChunkPool,
+    /// The chunk store, for tasks that hand over outputs before they finish.
+    pub(crate) store: &'a crate::store::ChunkStore,
 }
 
 /// One task of a plan.
@@ -53,7 +57,10 @@ pub(crate) struct TaskSpec {
     pub(crate) deps: Vec<TaskId>,
     /// Store keys the task reads, with their bytes.
     pub(crate) reads: Vec<(ChunkKey, u64)>,
-    pub(crate) output: Option<ChunkKey>,
+    /// Chunks the task produces into the store, with their bytes (none for a write task;
+    /// several for a rechunk split).
+    pub(crate) outputs: Vec<(ChunkKey, u64)>,
+    /// Bytes of the results the task builds (a write task's evaluated chunk included).
     pub(crate) output_bytes: u64,
     /// Scratch (tiles) and data read from external sources.
     pub(crate) working_bytes: u64,
@@ -113,10 +120,36 @@ pub(crate) struct Lowered {
     pub(crate) graph_after: String,
 }
 
+/// How a produced node's chunks cover it.
+enum Layout {
+    /// The node's own chunk grid.
+    Grid(ChunkGrid),
+    /// The pieces of a rechunk through an intermediate.
+    Cells(Arc<rechunk::CellGrid>),
+}
+
 struct Produced {
-    grid: ChunkGrid,
-    /// By linear chunk index.
+    layout: Layout,
+    /// By linear chunk (or cell) index.
     chunks: Vec<(TaskId, ChunkKey, u64)>,
+}
+
+impl Produced {
+    /// The chunks overlapping `region`: linear index and region of each.
+    fn overlapping(&self, region: &Region) -> Vec<(usize, Region)> {
+        match &self.layout {
+            Layout::Grid(g) => g
+                .chunks_overlapping(region)
+                .into_iter()
+                .map(|idx| (g.linear_index(&idx), g.chunk_region(&idx)))
+                .collect(),
+            Layout::Cells(c) => c
+                .cells_overlapping(region)
+                .into_iter()
+                .map(|i| (i, c.cell_region(i)))
+                .collect(),
+        }
+    }
 }
 
 struct Inputs {
@@ -125,6 +158,8 @@ struct Inputs {
     pieces: Vec<(NodeId, Region)>,
     externals: Vec<(NodeRef, Region)>,
     external_bytes: u64,
+    /// Bytes the external reads fetch and decode (whole stored chunks).
+    external_cost: u64,
     virtual_nodes: usize,
     shared: HashSet<NodeId>,
     fused_names: Vec<String>,
@@ -136,6 +171,10 @@ struct Lowering {
     tasks: Vec<TaskSpec>,
     produced: HashMap<NodeId, Produced>,
     stages: Vec<StageInfo>,
+    /// Rechunks planned through an intermediate ([`rechunk`]), decided on first sight.
+    staged: HashMap<NodeId, bool>,
+    /// Every reduction of the graph (candidates for sharing partial tasks).
+    reductions: Vec<NodeRef>,
 }
 
 fn bounding(a: &Region, b: &Region) -> Region {
@@ -164,16 +203,37 @@ impl Lowering {
     /// Finds what evaluating `root` over `region` needs. With `skip_root`, `root` itself is
     /// evaluated even if it is a stage boundary (its producer task is being built).
     fn inputs(&mut self, root: &NodeRef, region: &Region, skip_root: bool) -> Result<Inputs> {
+        self.inputs_multi(std::slice::from_ref(root), region, skip_root)
+    }
+
+    /// As [`inputs`](Self::inputs) for several roots evaluated over the same region in one
+    /// task: nodes reached from more than one root are shared (memoised per tile).
+    fn inputs_multi(
+        &mut self,
+        roots: &[NodeRef],
+        region: &Region,
+        skip_root: bool,
+    ) -> Result<Inputs> {
         // Collect the needed region per frontier node and count fused nodes.
         let mut needed: Vec<(NodeRef, Region)> = Vec::new();
         let mut visits: HashMap<NodeId, usize> = HashMap::new();
         let mut names = Vec::new();
-        let mut stack = vec![(Arc::clone(root), region.clone(), skip_root)];
+        let mut stack: Vec<(NodeRef, Region, bool)> = roots
+            .iter()
+            .rev()
+            .map(|r| (Arc::clone(r), region.clone(), skip_root))
+            .collect();
         while let Some((n, r, is_root)) = stack.pop() {
-            let frontier = !is_root
-                && (self.materialized(&n)
-                    || n.is_stored_source()
-                    || matches!(n.op, Op::External(_)));
+            // A rechunk through an intermediate is read as its pieces, also as the root of
+            // a consumer's task (a write of the rechunked array), but not by its own split.
+            let staged = matches!(n.op, Op::Rechunk(_))
+                && (!is_root || !skip_root)
+                && self.rechunk_staged(&n)?;
+            // An external source is read once per task, whole, also as the root (a task
+            // evaluating it tile by tile would decode its chunks once per tile).
+            let frontier = staged
+                || (matches!(n.op, Op::External(_)) && (!is_root || !skip_root))
+                || !is_root && (self.materialized(&n) || n.is_stored_source());
             if frontier {
                 match needed.iter_mut().find(|(m, _)| m.id == n.id) {
                     Some((_, have)) => *have = bounding(have, &r),
@@ -204,6 +264,7 @@ impl Lowering {
             pieces: vec![],
             externals: vec![],
             external_bytes: 0,
+            external_cost: 0,
             virtual_nodes: visits.len(),
             shared,
             fused_names: names,
@@ -217,6 +278,7 @@ impl Lowering {
                 Op::External(src) => {
                     inp.external_bytes +=
                         (r.len() * n.dtype.size_bytes()) as u64 + src.read_overhead_bytes(&r);
+                    inp.external_cost += src.read_cost_bytes(&r);
                     inp.externals.push((n, r));
                 }
                 Op::Stored(st) => {
@@ -231,11 +293,11 @@ impl Lowering {
                 _ => {
                     self.produce(&n)?;
                     let p = &self.produced[&n.id];
-                    for idx in p.grid.chunks_overlapping(&r) {
-                        let (task, key, bytes) = p.chunks[p.grid.linear_index(&idx)];
+                    for (lin, cr) in p.overlapping(&r) {
+                        let (task, key, bytes) = p.chunks[lin];
                         inp.deps.push(task);
                         inp.reads.push((key, bytes));
-                        inp.pieces.push((n.id, p.grid.chunk_region(&idx)));
+                        inp.pieces.push((n.id, cr));
                     }
                 }
             }
@@ -321,7 +383,11 @@ impl Lowering {
                 stage: st,
                 deps: inp.deps,
                 reads: inp.reads,
-                output: sink.is_none().then_some(key),
+                outputs: if sink.is_none() {
+                    vec![(key, bytes)]
+                } else {
+                    vec![]
+                },
                 output_bytes: bytes,
                 working_bytes: working,
                 keep_output: keep,
@@ -337,8 +403,13 @@ impl Lowering {
         if self.produced.contains_key(&n.id) {
             return Ok(());
         }
+        if matches!(n.op, Op::Rechunk(_)) && self.rechunk_staged(n)? {
+            let produced = self.split_tasks(n)?;
+            self.produced.insert(n.id, produced);
+            return Ok(());
+        }
         let chunks = match &n.op {
-            Op::Reduce(spec, input) => self.reduce_tasks(n, spec, input)?,
+            Op::Reduce(..) => self.reduce_tasks(n)?,
             _ => {
                 let name = n.op.name();
                 self.eval_tasks(n, &n.grid.clone(), None, false, &name)?
@@ -347,128 +418,345 @@ impl Lowering {
         self.produced.insert(
             n.id,
             Produced {
-                grid: n.grid.clone(),
+                layout: Layout::Grid(n.grid.clone()),
                 chunks,
             },
         );
         Ok(())
     }
 
-    fn reduce_tasks(
-        &mut self,
-        n: &NodeRef,
-        spec: &crate::graph::ReduceSpec,
-        x: &NodeRef,
-    ) -> Result<Vec<(TaskId, ChunkKey, u64)>> {
-        let op = spec.op;
-        let in_grid = x.grid.clone();
-        // Output chunk index for an input chunk index.
-        let out_index = |idx: &[usize]| -> Vec<usize> {
-            (0..idx.len())
-                .filter_map(|k| {
-                    if spec.axes.contains(&k) {
-                        spec.keepdims.then_some(0)
-                    } else {
-                        Some(idx[k])
-                    }
-                })
-                .collect()
-        };
-        let mut groups: Vec<Vec<(Vec<usize>, Region)>> =
-            vec![Vec::new(); n.grid.num_chunks().max(1)];
-        for idx in in_grid.chunk_indices() {
-            let o = out_index(&idx);
-            let lin = n.grid.linear_index(&o);
-            groups[lin].push((idx.clone(), in_grid.chunk_region(&idx)));
+    /// Whether a rechunk goes through an intermediate of pieces. The direct plan evaluates
+    /// the rechunk inside each consumer task, which fetches (and decodes) every input chunk
+    /// its region touches. That is refused when a task would hold more than its share of the
+    /// budget, or when the input would be read more than four times over in all (and that
+    /// re-reading is more than a task's share of the budget): then each input chunk is read
+    /// once and split.
+    fn rechunk_staged(&mut self, n: &NodeRef) -> Result<bool> {
+        if !matches!(n.op, Op::Rechunk(_)) {
+            return Ok(false);
         }
-        let name = format!("{}(axes={:?})", op.name(), spec.axes);
-        let mut partial_stage = None;
-        let mut combine_stage = None;
-        let mut result = Vec::with_capacity(groups.len());
-        for (lin, parts) in groups.into_iter().enumerate() {
-            let out_idx = unlinear(&n.grid, lin);
-            let out_region = n.grid.chunk_region(&out_idx);
-            let out_bytes = (out_region.len() * n.dtype.size_bytes()) as u64;
-            let out_key = ChunkKey::fresh();
-            if parts.is_empty() {
-                // Every reduced axis is empty: the result is the reduction's identity.
-                let st = *partial_stage
-                    .get_or_insert_with(|| self.new_stage(format!("{name} partial"), vec![]));
-                let body = Arc::new(EmptyReduceBody {
-                    op,
-                    dtype: n.dtype,
-                    shape: out_region.shape().to_vec(),
-                });
-                let id = self.push(TaskSpec {
-                    label: format!("{name} empty {out_region}"),
-                    stage: st,
-                    deps: vec![],
-                    reads: vec![],
-                    output: Some(out_key),
-                    output_bytes: out_bytes,
-                    working_bytes: 0,
-                    keep_output: false,
-                    body,
-                });
-                result.push((id, out_key, out_bytes));
+        if let Some(&s) = self.staged.get(&n.id) {
+            return Ok(s);
+        }
+        let size = n.dtype.size_bytes() as u64;
+        let (mut worst, mut cost) = (0u64, 0u64);
+        for idx in n.grid.chunk_indices() {
+            let r = n.grid.chunk_region(&idx);
+            let inp = self.inputs(n, &r, true)?;
+            let reads: u64 = inp.reads.iter().map(|x| x.1).sum();
+            worst = worst.max(reads + inp.external_bytes + r.len() as u64 * size);
+            cost += reads + inp.external_cost;
+        }
+        let total = n.grid.shape().iter().product::<usize>() as u64 * size;
+        let share = self.opts.limit_bytes / self.opts.threads.max(1) as u64;
+        let staged = worst > share || (cost > 4 * total && cost > share);
+        self.staged.insert(n.id, staged);
+        Ok(staged)
+    }
+
+    /// Stage one of a rechunk through an intermediate: one task per chunk of the input,
+    /// reading it once and returning its pieces (the cells of both chunkings).
+    fn split_tasks(&mut self, n: &NodeRef) -> Result<Produced> {
+        let Op::Rechunk(a) = &n.op else {
+            unreachable!("only rechunks are split")
+        };
+        let size = n.dtype.size_bytes() as u64;
+        // Cut the leading axis so that a band of pieces across a read chunk (what a split
+        // task holds while it fills them) is about an eighth of a task's share of the budget.
+        let share = self.opts.limit_bytes / self.opts.threads.max(1) as u64;
+        let row_bytes = (a.grid.chunk_shape().iter().skip(1).product::<usize>() as u64) * size;
+        let step = ((share / 8) / row_bytes.max(1)).max(1) as usize;
+        let c0 = a.grid.chunk_shape().first().copied().unwrap_or(1).max(1);
+        let step = c0.div_ceil(c0.div_ceil(step.min(c0)));
+        let cells = Arc::new(rechunk::CellGrid::with_leading_step(&a.grid, &n.grid, step));
+        let name = format!(
+            "rechunk split {:?} -> pieces -> {:?}",
+            a.grid.chunk_shape(),
+            n.grid.chunk_shape()
+        );
+        let mut chunks = vec![(0, ChunkKey::fresh(), 0); cells.num_cells()];
+        let mut stage = None;
+        for idx in a.grid.chunk_indices() {
+            let region = a.grid.chunk_region(&idx);
+            let outs = cells.cells_overlapping(&region);
+            let band = (region.len().min(self.tile_elems()) as u64) * size;
+            // The pieces being filled at once: one band of cells along the leading axis.
+            let held = if self.opts.fuse {
+                (step.min(region.shape().first().copied().unwrap_or(1)) as u64)
+                    * (region.shape().iter().skip(1).product::<usize>() as u64)
+                    * size
+            } else {
+                // Unfused, the region is read as one tile: every piece fills at once.
+                region.len() as u64 * size
+            };
+            let (input, deps, reads, working, fused) = match &a.op {
+                Op::External(src) => (
+                    rechunk::SplitInput::Source(Arc::clone(src)),
+                    vec![],
+                    vec![],
+                    src.read_overhead_bytes(&region) + 2 * band,
+                    vec![a.op.name()],
+                ),
+                _ => {
+                    // The rechunk node itself as the root: it reads `a` over the region,
+                    // through `a`'s producers when `a` is materialized.
+                    let inp = self.inputs(n, &region, true)?;
+                    let working = self.scratch_bytes(&inp, &region) + inp.external_bytes;
+                    (
+                        rechunk::SplitInput::Expr {
+                            node: Arc::clone(n),
+                            pieces: inp.pieces,
+                            externals: inp.externals,
+                            shared: inp.shared,
+                        },
+                        inp.deps,
+                        inp.reads,
+                        working,
+                        inp.fused_names,
+                    )
+                }
+            };
+            let st = *stage.get_or_insert_with(|| self.new_stage(name.clone(), fused));
+            let outputs: Vec<(ChunkKey, u64)> = outs
+                .iter()
+                .map(|&c| (ChunkKey::fresh(), cells.cell_region(c).len() as u64 * size))
+                .collect();
+            let output_bytes = held.min(outputs.iter().map(|o| o.1).sum());
+            let body = Arc::new(rechunk::SplitBody {
+                input,
+                region: region.clone(),
+                cells: Arc::clone(&cells),
+                outputs: outs.iter().zip(&outputs).map(|(&c, o)| (c, o.0)).collect(),
+                dtype: n.dtype,
+                tile_elems: self.tile_elems(),
+            });
+            let id = self.push(TaskSpec {
+                label: format!("rechunk split {region} into {} pieces", outs.len()),
+                stage: st,
+                deps,
+                reads,
+                outputs: outputs.clone(),
+                output_bytes,
+                working_bytes: working,
+                keep_output: false,
+                body,
+            });
+            for (&c, (key, bytes)) in outs.iter().zip(outputs) {
+                chunks[c] = (id, key, bytes);
+            }
+        }
+        Ok(Produced {
+            layout: Layout::Cells(cells),
+            chunks,
+        })
+    }
+
+    fn reduce_tasks(&mut self, n: &NodeRef) -> Result<Vec<(TaskId, ChunkKey, u64)>> {
+        let group = self.reduction_group(n);
+        let partials = self.partial_tasks(&group)?;
+        let mut mine = Vec::new();
+        for (m, parts) in group.iter().zip(partials) {
+            let chunks = self.combine_tasks(m, parts)?;
+            if m.id == n.id {
+                mine = chunks;
+            } else {
+                self.produced.insert(
+                    m.id,
+                    Produced {
+                        layout: Layout::Grid(m.grid.clone()),
+                        chunks,
+                    },
+                );
+            }
+        }
+        Ok(mine)
+    }
+
+    /// The reductions whose partials are computed together with `n`'s (`n` first): not yet
+    /// produced, over inputs with the same shape and chunking, and independent of each other
+    /// (none reads another's result). One task per input chunk then evaluates every input
+    /// over each tile — with the subexpressions they share, such as `x` in `x.mean(0)` and
+    /// `x.std(0)`, evaluated once — so the input is read or computed once, not once per
+    /// reduction.
+    fn reduction_group(&self, n: &NodeRef) -> Vec<NodeRef> {
+        let Op::Reduce(_, x) = &n.op else {
+            unreachable!("only reductions are grouped")
+        };
+        let mut group = vec![Arc::clone(n)];
+        if !self.opts.optimize {
+            return group;
+        }
+        for m in &self.reductions {
+            let Op::Reduce(_, y) = &m.op else { continue };
+            if m.id == n.id || self.produced.contains_key(&m.id) || y.grid != x.grid {
                 continue;
             }
-            let single = parts.len() == 1;
-            let mut level: Vec<(TaskId, ChunkKey, u64, f64)> = Vec::new();
-            for (_, region) in &parts {
-                let inp = self.inputs(x, region, false)?;
-                let st = *partial_stage.get_or_insert_with(|| {
-                    self.new_stage(format!("{name} partial"), inp.fused_names.clone())
-                });
+            if group.iter().all(|g| !reaches(g, m.id) && !reaches(m, g.id)) {
+                group.push(Arc::clone(m));
+            }
+        }
+        group
+    }
+
+    /// Partial tasks for a group of reductions over inputs of one chunking: one task per
+    /// input chunk, with one output per reduction. For each reduction and each of its output
+    /// chunks, the partials that feed it (task, key, bytes, element count); a partial that is
+    /// alone for its output chunk already holds the final result.
+    #[allow(clippy::type_complexity)]
+    fn partial_tasks(
+        &mut self,
+        group: &[NodeRef],
+    ) -> Result<Vec<Vec<Vec<(TaskId, ChunkKey, u64, f64)>>>> {
+        let specs: Vec<(&crate::graph::ReduceSpec, &NodeRef)> = group
+            .iter()
+            .map(|m| match &m.op {
+                Op::Reduce(spec, x) => (spec, x),
+                _ => unreachable!("only reductions are grouped"),
+            })
+            .collect();
+        let in_grid = specs[0].1.grid.clone();
+        let names: Vec<String> = specs
+            .iter()
+            .map(|(spec, _)| format!("{}(axes={:?})", spec.op.name(), spec.axes))
+            .collect();
+        let name = names.join(" + ");
+        // How many partials feed each output chunk of each reduction.
+        let fan_in: Vec<Vec<usize>> = group
+            .iter()
+            .zip(&specs)
+            .map(|(m, (spec, _))| {
+                let mut c = vec![0; m.grid.num_chunks().max(1)];
+                for idx in in_grid.chunk_indices() {
+                    c[m.grid.linear_index(&out_index(spec, &idx))] += 1;
+                }
+                c
+            })
+            .collect();
+        let mut result: Vec<Vec<Vec<(TaskId, ChunkKey, u64, f64)>>> = group
+            .iter()
+            .map(|m| vec![Vec::new(); m.grid.num_chunks().max(1)])
+            .collect();
+        let inputs: Vec<NodeRef> = specs.iter().map(|(_, x)| Arc::clone(x)).collect();
+        let mut stage = None;
+        for idx in in_grid.chunk_indices() {
+            let region = in_grid.chunk_region(&idx);
+            let inp = self.inputs_multi(&inputs, &region, false)?;
+            let st = *stage.get_or_insert_with(|| {
+                self.new_stage(format!("{name} partial"), inp.fused_names.clone())
+            });
+            let mut parts = Vec::new();
+            let mut outputs = Vec::new();
+            let mut scratch = 0;
+            for (g, (m, (spec, x))) in group.iter().zip(&specs).enumerate() {
                 let acc_shape: Vec<usize> = region
                     .shape()
                     .iter()
                     .enumerate()
-                    .map(|(k, &m)| if spec.axes.contains(&k) { 1 } else { m })
+                    .map(|(k, &len)| if spec.axes.contains(&k) { 1 } else { len })
                     .collect();
                 let count: f64 = spec
                     .axes
                     .iter()
                     .map(|&a| region.shape()[a] as f64)
                     .product();
-                let pbytes = reduce::partial_bytes(op, x.dtype, &acc_shape);
-                let (key, obytes, fin) = if single {
+                let pbytes = reduce::partial_bytes(spec.op, x.dtype, &acc_shape);
+                let lin = m.grid.linear_index(&out_index(spec, &idx));
+                let out_region = m.grid.chunk_region(&unlinear(&m.grid, lin));
+                let (obytes, finalize) = if fan_in[g][lin] == 1 {
                     (
-                        out_key,
-                        out_bytes,
-                        Some((n.dtype, out_region.shape().to_vec())),
+                        (out_region.len() * m.dtype.size_bytes()) as u64,
+                        Some((m.dtype, out_region.shape().to_vec())),
                     )
                 } else {
-                    (ChunkKey::fresh(), pbytes, None)
+                    (pbytes, None)
                 };
-                let working = self.scratch_bytes(&inp, region) + inp.external_bytes + pbytes;
-                let body = Arc::new(PartialBody {
+                scratch += pbytes;
+                let key = ChunkKey::fresh();
+                outputs.push((key, obytes));
+                parts.push(PartialSpec {
                     node: Arc::clone(x),
+                    op: spec.op,
+                    axes: spec.axes.clone(),
+                    count,
+                    finalize,
+                });
+                result[g][lin].push((usize::MAX, key, obytes, count));
+            }
+            let working = self.scratch_bytes(&inp, &region) + inp.external_bytes + scratch;
+            let output_bytes = outputs.iter().map(|o| o.1).sum();
+            let id = self.push(TaskSpec {
+                label: format!("{name} partial {region}"),
+                stage: st,
+                deps: inp.deps,
+                reads: inp.reads,
+                outputs,
+                output_bytes,
+                working_bytes: working,
+                keep_output: false,
+                body: Arc::new(PartialBody {
+                    parts,
                     region: region.clone(),
                     pieces: inp.pieces,
                     externals: inp.externals,
                     shared: inp.shared,
                     tile_elems: self.tile_elems(),
-                    op,
-                    axes: spec.axes.clone(),
-                    count,
-                    finalize: fin,
-                });
-                let id = self.push(TaskSpec {
-                    label: format!("{name} partial {region}"),
-                    stage: st,
-                    deps: inp.deps,
-                    reads: inp.reads,
-                    output: Some(key),
-                    output_bytes: obytes,
-                    working_bytes: working,
-                    keep_output: false,
-                    body,
-                });
-                level.push((id, key, pbytes, count));
+                }),
+            });
+            for (g, (m, (spec, _))) in group.iter().zip(&specs).enumerate() {
+                let lin = m.grid.linear_index(&out_index(spec, &idx));
+                if let Some(last) = result[g][lin].last_mut() {
+                    last.0 = id;
+                }
             }
-            if single {
-                result.push((level[0].0, out_key, out_bytes));
+        }
+        Ok(result)
+    }
+
+    /// The combine tree of one reduction over its partials (bounded fan-in, `split_every`);
+    /// returns each output chunk's final task, key and bytes.
+    fn combine_tasks(
+        &mut self,
+        n: &NodeRef,
+        partials: Vec<Vec<(TaskId, ChunkKey, u64, f64)>>,
+    ) -> Result<Vec<(TaskId, ChunkKey, u64)>> {
+        let Op::Reduce(spec, _) = &n.op else {
+            unreachable!("only reductions are combined")
+        };
+        let op = spec.op;
+        let name = format!("{}(axes={:?})", op.name(), spec.axes);
+        let mut combine_stage = None;
+        let mut empty_stage = None;
+        let mut result = Vec::with_capacity(partials.len());
+        for (lin, mut level) in partials.into_iter().enumerate() {
+            let out_idx = unlinear(&n.grid, lin);
+            let out_region = n.grid.chunk_region(&out_idx);
+            let out_bytes = (out_region.len() * n.dtype.size_bytes()) as u64;
+            if level.is_empty() {
+                // Every reduced axis is empty: the result is the reduction's identity.
+                let st = *empty_stage
+                    .get_or_insert_with(|| self.new_stage(format!("{name} partial"), vec![]));
+                let key = ChunkKey::fresh();
+                let id = self.push(TaskSpec {
+                    label: format!("{name} empty {out_region}"),
+                    stage: st,
+                    deps: vec![],
+                    reads: vec![],
+                    outputs: vec![(key, out_bytes)],
+                    output_bytes: out_bytes,
+                    working_bytes: 0,
+                    keep_output: false,
+                    body: Arc::new(EmptyReduceBody {
+                        op,
+                        dtype: n.dtype,
+                        shape: out_region.shape().to_vec(),
+                    }),
+                });
+                result.push((id, key, out_bytes));
+                continue;
+            }
+            if level.len() == 1 {
+                let (id, key, bytes, _) = level[0];
+                result.push((id, key, bytes));
                 continue;
             }
             let mut depth = 0;
@@ -480,30 +768,26 @@ impl Lowering {
                         .get_or_insert_with(|| self.new_stage(format!("{name} combine"), vec![]));
                     let counts: Vec<f64> = group.iter().map(|g| g.3).collect();
                     let total: f64 = counts.iter().sum();
-                    let (key, obytes, fin) = if last {
-                        (
-                            out_key,
-                            out_bytes,
-                            Some((n.dtype, out_region.shape().to_vec())),
-                        )
+                    let (obytes, fin) = if last {
+                        (out_bytes, Some((n.dtype, out_region.shape().to_vec())))
                     } else {
-                        (ChunkKey::fresh(), group[0].2, None)
+                        (group[0].2, None)
                     };
-                    let body = Arc::new(CombineBody {
-                        op,
-                        counts,
-                        finalize: fin,
-                    });
+                    let key = ChunkKey::fresh();
                     let id = self.push(TaskSpec {
                         label: format!("{name} combine level {depth} {out_region}"),
                         stage: st,
                         deps: group.iter().map(|g| g.0).collect(),
                         reads: group.iter().map(|g| (g.1, g.2)).collect(),
-                        output: Some(key),
+                        outputs: vec![(key, obytes)],
                         output_bytes: obytes,
                         working_bytes: group[0].2,
                         keep_output: false,
-                        body,
+                        body: Arc::new(CombineBody {
+                            op,
+                            counts,
+                            finalize: fin,
+                        }),
                     });
                     next.push((id, key, group[0].2, total));
                 }
@@ -513,10 +797,39 @@ impl Lowering {
                     break;
                 }
             }
-            result.push((level[0].0, out_key, out_bytes));
+            let (id, key, _, _) = level[0];
+            result.push((id, key, out_bytes));
         }
         Ok(result)
     }
+}
+
+/// The output chunk index a reduction's input chunk index feeds.
+fn out_index(spec: &crate::graph::ReduceSpec, idx: &[usize]) -> Vec<usize> {
+    (0..idx.len())
+        .filter_map(|k| {
+            if spec.axes.contains(&k) {
+                spec.keepdims.then_some(0)
+            } else {
+                Some(idx[k])
+            }
+        })
+        .collect()
+}
+
+/// Whether `target` is `n` or among the nodes `n` is computed from.
+fn reaches(n: &NodeRef, target: NodeId) -> bool {
+    let mut stack = vec![Arc::clone(n)];
+    let mut seen = HashSet::new();
+    while let Some(m) = stack.pop() {
+        if m.id == target {
+            return true;
+        }
+        if seen.insert(m.id) {
+            stack.extend(crate::optimize::inputs(&m).into_iter().map(Arc::clone));
+        }
+    }
+    false
 }
 
 fn unlinear(grid: &ChunkGrid, mut lin: usize) -> Vec<usize> {
@@ -564,7 +877,7 @@ pub(crate) fn input_regions<'a>(n: &'a NodeRef, region: &Region) -> Vec<(&'a Nod
     }
 }
 
-fn build_ctx(
+pub(crate) fn build_ctx(
     pieces: &[(NodeId, Region)],
     inputs: &[Arc<ChunkData>],
     externals: &[(NodeRef, Region)],
@@ -611,34 +924,38 @@ struct EvalBody {
 }
 
 impl TaskBody for EvalBody {
-    fn run(&self, inputs: &[Arc<ChunkData>], env: &TaskEnv) -> Result<Option<ChunkData>> {
-        let ctx = build_ctx(&self.pieces, inputs, &self.externals, &self.shared)?;
-        let data = if ctx.leaves.contains_key(&self.node.id) {
-            // The node is itself stored (persisting a stored array or a reduction result).
-            ctx.leaves[&self.node.id]
-                .pieces
-                .iter()
-                .find(|(r, _)| *r == self.region)
-                .map(|(_, d)| (**d).clone())
-                .map_or_else(
-                    || eval::eval(&self.node, &self.region, &ctx, &mut HashMap::new()),
-                    Ok,
-                )?
-        } else {
-            if let EvalMode::Write(sink, idx) = &self.mode
-                && let Some(mut stream) = sink.stream_chunk(idx)?
-            {
-                // Tiles come in C order, so the chunk reaches the sink's encoder as a stream
-                // and never exists whole.
-                let mut memo = HashMap::new();
-                for t in eval::tiles(&self.region, self.tile_elems) {
-                    memo.clear();
-                    let v = eval::eval(&self.node, &t, &ctx, &mut memo)?;
-                    stream.write(&v.into_dtype(sink.dtype()))?;
-                }
-                stream.finish()?;
-                return Ok(None);
+    fn run(&self, inputs: &[Arc<ChunkData>], env: &TaskEnv) -> Result<Vec<ChunkData>> {
+        let mut ctx = build_ctx(&self.pieces, inputs, &self.externals, &self.shared)?;
+        if let EvalMode::Write(sink, idx) = &self.mode
+            && let Some(mut stream) = sink.stream_chunk(idx)?
+        {
+            // Tiles come in C order, so the chunk reaches the sink's encoder as a stream and
+            // never exists whole (a stored node's tiles are slices of its pieces).
+            let mut memo = HashMap::new();
+            for t in eval::tiles(&self.region, self.tile_elems) {
+                memo.clear();
+                let v = eval::eval(&self.node, &t, &ctx, &mut memo)?;
+                stream.write(&v.into_dtype(sink.dtype()))?;
             }
+            stream.finish()?;
+            return Ok(vec![]);
+        }
+        let whole = ctx
+            .leaves
+            .get(&self.node.id)
+            .and_then(|leaf| leaf.pieces.iter().position(|(r, _)| *r == self.region));
+        let data = if let Some(i) = whole {
+            // The node is itself stored (persisting a stored array or a reduction result, or
+            // reading an external source) and one piece is the whole region: take it, without
+            // a copy when nothing else holds it (a region read from a source).
+            let mut leaf = ctx.leaves.remove(&self.node.id).expect("found above");
+            let (_, d) = leaf.pieces.swap_remove(i);
+            drop(leaf);
+            drop(ctx);
+            Arc::try_unwrap(d).unwrap_or_else(|d| (*d).clone())
+        } else if ctx.leaves.contains_key(&self.node.id) {
+            eval::eval(&self.node, &self.region, &ctx, &mut HashMap::new())?
+        } else {
             eval::eval_region_tiled(
                 &self.node,
                 &self.region,
@@ -648,46 +965,67 @@ impl TaskBody for EvalBody {
             )?
         };
         match &self.mode {
-            EvalMode::Chunk => Ok(Some(data)),
+            EvalMode::Chunk => Ok(vec![data]),
             EvalMode::Write(sink, idx) => {
                 let data = data.into_dtype(sink.dtype());
                 sink.write_chunk(idx, &data)?;
                 env.pool.recycle(data);
-                Ok(None)
+                Ok(vec![])
             }
         }
     }
 }
 
-struct PartialBody {
+/// One reduction's share of a partial task.
+struct PartialSpec {
     node: NodeRef,
-    region: Region,
-    pieces: Vec<(NodeId, Region)>,
-    externals: Vec<(NodeRef, Region)>,
-    shared: HashSet<NodeId>,
-    tile_elems: usize,
     op: ReduceOp,
     axes: Vec<usize>,
     count: f64,
     finalize: Option<(DType, Vec<usize>)>,
 }
 
+/// A partial task of one or more reductions over the same input chunk: every input is
+/// evaluated tile by tile into its accumulator, sharing a memo so that common
+/// subexpressions are evaluated once per tile.
+struct PartialBody {
+    parts: Vec<PartialSpec>,
+    region: Region,
+    pieces: Vec<(NodeId, Region)>,
+    externals: Vec<(NodeRef, Region)>,
+    shared: HashSet<NodeId>,
+    tile_elems: usize,
+}
+
 impl TaskBody for PartialBody {
-    fn run(&self, inputs: &[Arc<ChunkData>], _env: &TaskEnv) -> Result<Option<ChunkData>> {
+    fn run(&self, inputs: &[Arc<ChunkData>], _env: &TaskEnv) -> Result<Vec<ChunkData>> {
         let ctx = build_ctx(&self.pieces, inputs, &self.externals, &self.shared)?;
-        let mut acc = TileAcc::new(self.op, self.node.dtype, &self.axes, self.region.shape());
+        let mut accs: Vec<TileAcc> = self
+            .parts
+            .iter()
+            .map(|p| TileAcc::new(p.op, p.node.dtype, &p.axes, self.region.shape()))
+            .collect();
         let mut memo = HashMap::new();
         for t in eval::tiles(&self.region, self.tile_elems) {
             memo.clear();
-            let v = eval::eval(&self.node, &t, &ctx, &mut memo)?;
             let off = t.relative_to(&self.region);
-            acc.add_tile(v, off.start());
+            for (p, acc) in self.parts.iter().zip(&mut accs) {
+                let v = eval::eval(&p.node, &t, &ctx, &mut memo)?;
+                acc.add_tile(v, off.start());
+            }
         }
-        let p = acc.into_partial();
-        Ok(Some(match &self.finalize {
-            Some((dt, shape)) => reduce::finalize(self.op, p, self.count, *dt, shape),
-            None => p,
-        }))
+        Ok(self
+            .parts
+            .iter()
+            .zip(accs)
+            .map(|(p, acc)| {
+                let partial = acc.into_partial();
+                match &p.finalize {
+                    Some((dt, shape)) => reduce::finalize(p.op, partial, p.count, *dt, shape),
+                    None => partial,
+                }
+            })
+            .collect())
     }
 }
 
@@ -698,19 +1036,19 @@ struct CombineBody {
 }
 
 impl TaskBody for CombineBody {
-    fn run(&self, inputs: &[Arc<ChunkData>], _env: &TaskEnv) -> Result<Option<ChunkData>> {
+    fn run(&self, inputs: &[Arc<ChunkData>], _env: &TaskEnv) -> Result<Vec<ChunkData>> {
         let parts: Vec<(&ChunkData, f64)> = inputs
             .iter()
             .map(|a| &**a)
             .zip(self.counts.iter().copied())
             .collect();
         let merged = reduce::merge(self.op, &parts);
-        Ok(Some(match &self.finalize {
+        Ok(vec![match &self.finalize {
             Some((dt, shape)) => {
                 reduce::finalize(self.op, merged, self.counts.iter().sum(), *dt, shape)
             }
             None => merged,
-        }))
+        }])
     }
 }
 
@@ -721,12 +1059,12 @@ struct EmptyReduceBody {
 }
 
 impl TaskBody for EmptyReduceBody {
-    fn run(&self, _inputs: &[Arc<ChunkData>], _env: &TaskEnv) -> Result<Option<ChunkData>> {
+    fn run(&self, _inputs: &[Arc<ChunkData>], _env: &TaskEnv) -> Result<Vec<ChunkData>> {
         let v = match self.op {
             ReduceOp::Sum => 0.0,
             _ => f64::NAN,
         };
-        Ok(Some(ChunkData::full(self.dtype, &self.shape, v.into())))
+        Ok(vec![ChunkData::full(self.dtype, &self.shape, v.into())])
     }
 }
 
@@ -757,6 +1095,13 @@ pub(crate) fn lower(targets: &[Target], opts: PlanOptions) -> Result<Lowered> {
         tasks: vec![],
         produced: HashMap::new(),
         stages: vec![],
+        staged: HashMap::new(),
+        reductions: optimized
+            .graph
+            .nodes()
+            .into_iter()
+            .filter(|n| matches!(n.op, Op::Reduce(..)))
+            .collect(),
     };
     let mut sinks = Vec::new();
     let mut kept = Vec::new();

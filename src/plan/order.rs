@@ -16,7 +16,10 @@ pub(crate) fn depth_first(tasks: &[TaskSpec], roots: &[TaskId]) -> Vec<usize> {
     // Readers of chunks that no task of this plan produces (persisted arrays): a task that
     // reads one pulls its siblings right behind it, so the chunk is fetched from the lower
     // tiers once for all of them (W2's two reductions over one persisted chunk).
-    let produced: std::collections::HashSet<_> = tasks.iter().filter_map(|t| t.output).collect();
+    let produced: std::collections::HashSet<_> = tasks
+        .iter()
+        .flat_map(|t| t.outputs.iter().map(|o| o.0))
+        .collect();
     let mut stored_readers: std::collections::HashMap<crate::store::ChunkKey, Vec<TaskId>> =
         Default::default();
     for (i, t) in tasks.iter().enumerate() {
@@ -91,14 +94,12 @@ pub(crate) fn projected_peak(tasks: &[TaskSpec], prio: &[usize], threads: usize)
         let spec = &tasks[t];
         let running = spec.output_bytes + spec.working_bytes;
         peak = peak.max(live + running);
-        if let Some(k) = spec.output {
-            live += spec.output_bytes;
+        for &(k, bytes) in &spec.outputs {
+            live += bytes;
             match last_use.get(&k) {
-                Some(&p) if !spec.keep_output => {
-                    *release_at.entry(p).or_default() += spec.output_bytes
-                }
+                Some(&p) if !spec.keep_output => *release_at.entry(p).or_default() += bytes,
                 _ if spec.keep_output => {}
-                _ => *release_at.entry(prio[t]).or_default() += spec.output_bytes,
+                _ => *release_at.entry(prio[t]).or_default() += bytes,
             }
         }
         if let Some(b) = release_at.remove(&prio[t]) {

@@ -140,7 +140,7 @@ impl Default for StoreConfig {
 }
 
 /// Counts of what the store holds and has done.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StoreStats {
     /// Chunks stored, in any tier.
     pub chunks: u64,

@@ -397,11 +397,14 @@ impl ZarrSource {
     /// Streams the stored chunks overlapping `region` through their decoders, calling `f`
     /// with each band's part inside `region` (chunks never written give fill). Reading stops
     /// after the last band a chunk contributes.
+    /// With `whole_chunks`, a stored chunk that lies entirely inside `region` is decoded in
+    /// one piece straight into its own buffer (for a read that returns the region anyway).
     fn stream_pieces(
         &self,
         codec: StreamCodec,
         region: &Region,
         band_elems: usize,
+        whole_chunks: bool,
         f: &mut dyn FnMut(&Region, ChunkData) -> Result<()>,
     ) -> Result<()> {
         let chunk_shape = self.store_chunk.clone();
@@ -423,7 +426,7 @@ impl ZarrSource {
                 }
                 continue;
             };
-            if want == stored {
+            if whole_chunks && want == stored {
                 // The whole stored chunk: decode it straight into its own buffer.
                 let data = reader.next(self.dtype, stored.shape())?;
                 reader.finish()?;
@@ -507,7 +510,7 @@ impl ChunkSource for ZarrSource {
         self.check_region(region)?;
         if let Some(codec) = self.stream {
             let mut out: Option<ChunkData> = None;
-            self.stream_pieces(codec, region, BAND_ELEMS, &mut |r, data| {
+            self.stream_pieces(codec, region, BAND_ELEMS, true, &mut |r, data| {
                 if r == region {
                     out = Some(data);
                 } else {
@@ -541,9 +544,16 @@ impl ChunkSource for ZarrSource {
     ) -> Result<()> {
         self.check_region(region)?;
         match self.stream {
-            Some(codec) => self.stream_pieces(codec, region, piece_elems.max(1), f),
+            Some(codec) => self.stream_pieces(codec, region, piece_elems.max(1), false, f),
             None => f(region, self.read_region(region)?),
         }
+    }
+
+    /// Whole stored chunks are decoded (a streamed read stops after the last band it needs,
+    /// but a column slice needs every band).
+    fn read_cost_bytes(&self, region: &Region) -> u64 {
+        let chunk = self.store_chunk.iter().product::<usize>() * self.dtype.size_bytes();
+        (self.grid.chunks_overlapping(region).len() * chunk) as u64
     }
 
     /// A streamed read holds a decoder and one band; zarrs holds a chunk's compressed bytes
