@@ -25,6 +25,9 @@ struct Case {
     order: Option<Vec<usize>>,
     /// Large files describe their values by a formula instead of listing them.
     affine: Option<(i64, i64, i64)>,
+    /// Row groups that wait must go through the sink's spill file (others may too: the sink
+    /// keeps about one row group of waiting pages in RAM).
+    spills: bool,
 }
 
 /// pyarrow's name of the Arrow type of a dtype (`str(field.type)`).
@@ -150,6 +153,7 @@ fn cases() -> Vec<Case> {
             compression: codecs[k % 3],
             order: Some(vec![0, 1, 2, 3]),
             affine: None,
+            spills: false,
         });
     }
     // Special float values.
@@ -171,6 +175,7 @@ fn cases() -> Vec<Case> {
         compression: ParquetCompression::Zstd(3),
         order: Some(vec![2, 0, 1]),
         affine: None,
+        spills: false,
     });
     // 2-d with names, written in reverse row-group order.
     cases.push(Case {
@@ -183,6 +188,7 @@ fn cases() -> Vec<Case> {
         compression: ParquetCompression::Zstd(1),
         order: Some(vec![4, 3, 2, 1, 0]),
         affine: None,
+        spills: false,
     });
     // 2-d int32 with default names.
     cases.push(Case {
@@ -195,6 +201,7 @@ fn cases() -> Vec<Case> {
         compression: ParquetCompression::Zstd(9),
         order: Some(vec![1, 3, 0, 2]),
         affine: None,
+        spills: false,
     });
     // Large enough for several pages per column chunk, written concurrently.
     let (rows, cols) = (400_000usize, 2usize);
@@ -209,6 +216,23 @@ fn cases() -> Vec<Case> {
         compression: ParquetCompression::Zstd(1),
         order: None,
         affine: Some((mul, add, div)),
+        spills: false,
+    });
+    // Wide: 2_000 columns of single-page chunks (no page index), written in reverse so the
+    // waiting row groups overflow the sink's RAM allowance into its spill file.
+    let (rows, cols) = (2_400usize, 2_000usize);
+    let (mul, add, div) = (5i64, -7i64, 4i64);
+    cases.push(Case {
+        name: "wide_spilled.parquet",
+        data: ChunkData::from(ArrayD::from_shape_fn(IxDyn(&[rows, cols]), |ix| {
+            ((ix[0] * cols + ix[1]) as i64 * mul + add) as f64 / div as f64
+        })),
+        row_group_rows: 600,
+        names: None,
+        compression: ParquetCompression::Zstd(1),
+        order: Some(vec![3, 2, 1, 0]),
+        affine: Some((mul, add, div)),
+        spills: true,
     });
     cases
 }
@@ -246,6 +270,9 @@ fn write_case(dir: &Path, case: &Case) -> PathBuf {
                 s.spawn(move || (0..n).filter(|k| k % 4 == t).rev().for_each(put));
             }
         }),
+    }
+    if case.spills {
+        assert!(sink.spilled_bytes() > 0, "{}", case.name);
     }
     sink.finish().unwrap();
     path

@@ -25,6 +25,20 @@ use crate::error::{Error, Result};
 use crate::grid::{ChunkGrid, Region};
 use crate::io::ChunkSource;
 
+/// Columns are read in batches whose decoded data and codecs take about this many bytes
+/// (at least one column per batch).
+const READ_BATCH_BYTES: u64 = 8 << 20;
+
+/// What one projected column's page reader holds besides its pages and values: a codec
+/// (zstd: a compression and a decompression context, 101 KB measured) and small buffers.
+const READ_CODEC_BYTES: u64 = 128 << 10;
+
+/// Rows decoded per Arrow batch (at most).
+const READ_BATCH_ROWS: usize = 64 * 1024;
+
+/// Largest page the reader is assumed to meet (arrow-rs and pyarrow write 1 MiB pages).
+const READ_PAGE_BYTES: u64 = 1 << 20;
+
 /// Options of a Parquet read.
 ///
 /// ```
@@ -403,12 +417,40 @@ impl ChunkSource for ParquetSource {
         })
     }
 
+    /// The column reader of one batch of columns (see [`read_region`](Self::read_region)):
+    /// about 8 MiB whatever the width, less for a narrow read.
+    fn read_overhead_bytes(&self, region: &Region) -> u64 {
+        let ncols = if self.one_d { 1 } else { region.shape()[1] };
+        self.read_plan(region.shape()[0], ncols).2
+    }
+
     fn describe(&self) -> String {
         format!("parquet {}", self.path.display())
     }
 }
 
 impl ParquetSource {
+    /// How a read of `nrows` rows of `ncols` columns proceeds: rows per Arrow batch, columns
+    /// per reader, and the bytes the reader holds besides the result. Per column of a batch:
+    /// a compressed and a decompressed page (at most a column chunk, assumed at most 1 MiB),
+    /// the decoded Arrow values, and the codec.
+    fn read_plan(&self, nrows: usize, ncols: usize) -> (usize, usize, u64) {
+        let size = self.dtype.size_bytes() as u64;
+        let batch_rows = nrows.clamp(1, READ_BATCH_ROWS);
+        let longest_group = self
+            .row_group_starts
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .max()
+            .unwrap_or(0) as u64;
+        let page = (longest_group * size).min(READ_PAGE_BYTES);
+        let per_column = 2 * page + batch_rows as u64 * size + READ_CODEC_BYTES;
+        let batch = usize::try_from(READ_BATCH_BYTES / per_column)
+            .unwrap_or(usize::MAX)
+            .clamp(1, ncols.max(1));
+        (batch_rows, batch, batch as u64 * per_column)
+    }
+
     /// Decodes rows `r0..r0+nrows` of `cols` into `out` (row-major, `cols.len()` per row).
     fn read_into<T: Element>(
         &self,
@@ -436,41 +478,52 @@ impl ParquetSource {
         let mut roots: Vec<usize> = cols.iter().map(|c| c.root).collect();
         roots.sort_unstable();
         roots.dedup();
-        let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
-        let mask = ProjectionMask::roots(self.metadata.parquet_schema(), roots.iter().copied());
-        let reader =
-            ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone())
-                .with_row_groups(groups)
-                .with_projection(mask)
-                .with_row_selection(RowSelection::from(selectors))
-                .with_batch_size(nrows.clamp(1, 64 * 1024))
-                .build()
-                .map_err(|e| parquet_err(&self.path, e))?;
-
+        // Every projected column gets its own page reader and codec (zstd's contexts alone
+        // are 101 KB, allocated by C code), so a wide file is read a batch of columns at a
+        // time: the reader's memory stays about READ_BATCH_BYTES, whatever the width.
+        let (batch_rows, batch, _) = self.read_plan(nrows, roots.len());
         let ncols = cols.len();
-        let mut row = 0usize;
-        for batch in reader {
-            let batch = batch.map_err(|e| parquet_err(&self.path, e))?;
-            let n = batch.num_rows();
-            if row + n > nrows {
+        for batch_roots in roots.chunks(batch) {
+            let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+            let mask =
+                ProjectionMask::roots(self.metadata.parquet_schema(), batch_roots.iter().copied());
+            let reader =
+                ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone())
+                    .with_row_groups(groups.clone())
+                    .with_projection(mask)
+                    .with_row_selection(RowSelection::from(selectors.clone()))
+                    .with_batch_size(batch_rows)
+                    .build()
+                    .map_err(|e| parquet_err(&self.path, e))?;
+            // The array columns this batch fills, with their position in the batch.
+            let targets: Vec<(usize, &SourceColumn, usize)> = cols
+                .iter()
+                .enumerate()
+                .filter_map(|(j, c)| batch_roots.binary_search(&c.root).ok().map(|p| (j, c, p)))
+                .collect();
+            let mut row = 0usize;
+            for batch in reader {
+                let batch = batch.map_err(|e| parquet_err(&self.path, e))?;
+                let n = batch.num_rows();
+                if row + n > nrows {
+                    return Err(parquet_err(
+                        &self.path,
+                        format!("read {} rows where {nrows} were asked", row + n),
+                    ));
+                }
+                for &(j, col, pos) in &targets {
+                    let array = batch.column(pos);
+                    let put = |r: usize, v: T| out[(row + r) * ncols + j] = v;
+                    copy_column(&self.path, col, array.as_ref(), self.fill_nulls, put)?;
+                }
+                row += n;
+            }
+            if row != nrows {
                 return Err(parquet_err(
                     &self.path,
-                    format!("read {} rows where {nrows} were asked", row + n),
+                    format!("read {row} rows where {nrows} were asked"),
                 ));
             }
-            for (j, col) in cols.iter().enumerate() {
-                let pos = roots.binary_search(&col.root).expect("projected");
-                let array = batch.column(pos);
-                let put = |r: usize, v: T| out[(row + r) * ncols + j] = v;
-                copy_column(&self.path, col, array.as_ref(), self.fill_nulls, put)?;
-            }
-            row += n;
-        }
-        if row != nrows {
-            return Err(parquet_err(
-                &self.path,
-                format!("read {row} rows where {nrows} were asked"),
-            ));
         }
         Ok(())
     }
