@@ -6,7 +6,9 @@
 //!
 //! ```text
 //! cargo bench --bench peak_rss -- [--runs N] [--workloads w1,w2,w3,w3p,w4,w5] [--scale S]
-//!                                  [--no-peers] [--out FILE.md] [--jsonl FILE]
+//!                                  [--no-peers] [--out FILE.md] [--jsonl FILE] [--timeout S]
+//!
+//!   --timeout S   SIGTERM a run after S seconds (default 600); it counts as not completed
 //!
 //!   PEERS_PY=/path/to/venv/bin/python   the peers' interpreter (see shared/peers/README.md)
 //!   PEERS_DIR=/path/to/shared/peers     default: ../shared/peers next to this crate
@@ -89,7 +91,12 @@ struct Measured {
 }
 
 #[allow(clippy::zombie_processes)] // reaped by wait4, which also gives the rusage
-fn run_child(program: &Path, args: &[String], cwd: Option<&Path>) -> (String, u64, f64) {
+fn run_child(
+    program: &Path,
+    args: &[String],
+    cwd: Option<&Path>,
+    timeout: std::time::Duration,
+) -> (String, u64, f64) {
     let t0 = Instant::now();
     let mut cmd = Command::new(program);
     cmd.args(args)
@@ -102,16 +109,27 @@ fn run_child(program: &Path, args: &[String], cwd: Option<&Path>) -> (String, u6
         Ok(c) => c,
         Err(e) => return (format!("spawn {}: {e}", program.display()), 0, 0.0),
     };
+    // A run that hangs (dask.distributed after repeated worker restarts does) gets SIGTERM
+    // after `timeout`; the peers' scripts turn it into an error and still print their line.
+    let pid = child.id() as libc::pid_t;
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if done_rx.recv_timeout(timeout).is_err() {
+            // SAFETY: signalling our own child, which has not been reaped yet.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    });
     let mut out = String::new();
     if let Some(mut so) = child.stdout.take() {
         use std::io::Read;
         let _ = so.read_to_string(&mut out);
     }
-    let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: wait4 on our own child; the kernel fills the rusage.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let _ = done_tx.send(());
+    let _ = watchdog.join();
     (
         out,
         usage.ru_maxrss as u64 * 1024,
@@ -119,13 +137,13 @@ fn run_child(program: &Path, args: &[String], cwd: Option<&Path>) -> (String, u6
     )
 }
 
-fn measure(r: &Runner, peers_dir: Option<&Path>) -> Measured {
+fn measure(r: &Runner, peers_dir: Option<&Path>, timeout: std::time::Duration) -> Measured {
     let cwd = if r.engine == "spillway" {
         None
     } else {
         peers_dir
     };
-    let (out, os_peak, _) = run_child(&r.program, &r.args, cwd);
+    let (out, os_peak, _) = run_child(&r.program, &r.args, cwd, timeout);
     let line = out
         .lines()
         .rev()
@@ -212,6 +230,9 @@ fn main() {
         .map(str::to_string)
         .collect();
     let use_peers = !args.iter().any(|a| a == "--no-peers");
+    let timeout = std::time::Duration::from_secs(
+        arg_value(&args, "--timeout").map_or(600, |v| v.parse().expect("--timeout SECONDS")),
+    );
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
 
     // Build the runner once, in release, and run its binary directly: `cargo run` would add
@@ -330,7 +351,7 @@ fn main() {
                             .to_string(),
                     ];
                     v.extend(["--scale".to_string(), scale.clone()]);
-                    vec![("dask", v, false)]
+                    vec![("dask", v, true)]
                 }
                 "w4" => vec![(
                     "dask",
@@ -374,7 +395,7 @@ fn main() {
                 continue;
             }
             eprintln!("[{}/{}] {} {}", rep + 1, runs, r.workload, r.engine);
-            let m = measure(r, peers_dir.as_deref());
+            let m = measure(r, peers_dir.as_deref(), timeout);
             eprintln!(
                 "    wall {:.2} s, peak RSS {} (OS), completed {}, checksum {:?}{}",
                 m.wall_s,

@@ -438,6 +438,12 @@ fn run(o: &Options, s: &Session, out_dir: &Path) -> spillway::Result<Outcome> {
             let x = formula(s, n, m, cr, m)?.persist()?;
             let persist_s = t0.elapsed().as_secs_f64();
             let after_persist = s.memory_report();
+            if let (Some(path), Some(run)) = (&o.report, s.last_run()) {
+                let p = path.with_extension("persist.json");
+                if let Err(e) = serde_json::to_vec(&run).map(|b| std::fs::write(&p, b)) {
+                    eprintln!("--report {}: {e}", p.display());
+                }
+            }
             let z = ((((&x * &x)? + (&x * 3.0))?.mean(0)?) + &x.mean(0)?)?;
             out.projected_peak_bytes = z.plan()?.projected_peak_bytes();
             let r = z.compute::<f64>()?;

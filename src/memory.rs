@@ -327,8 +327,13 @@ pub(crate) fn fix_mmap_threshold() {
         ONCE.call_once(|| {
             // SAFETY: mallopt only changes allocator parameters; M_MMAP_THRESHOLD takes a
             // byte count.
+            // M_TRIM_THRESHOLD too: fixing the mmap threshold stops glibc from raising the
+            // trim threshold along with it, and at its 128 KiB default the heap is shrunk and
+            // regrown around every freed tile (measured on W1: 2 s of system time, 35% of the
+            // run); 4 MiB keeps tile-sized churn in place and bounds what stays resident.
             unsafe {
                 libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, 4 << 20);
             }
         });
     }

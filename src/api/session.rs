@@ -199,8 +199,9 @@ impl SessionBuilder {
         self
     }
 
-    /// Whether building the session fixes glibc malloc's mmap threshold at 1 MiB, for the
-    /// whole process (default true; nothing happens on other allocators).
+    /// Whether building the session fixes glibc malloc's mmap threshold at 1 MiB and its
+    /// trim threshold at 4 MiB, for the whole process (default true; nothing happens on
+    /// other allocators).
     ///
     /// glibc raises the threshold after the first large free, up to 32 MiB; from then on,
     /// chunk-sized buffers come from the heap, and the holes they leave when freed stay
