@@ -451,9 +451,52 @@ impl Lowering {
         }
         let total = n.grid.shape().iter().product::<usize>() as u64 * size;
         let share = self.opts.limit_bytes / self.opts.threads.max(1) as u64;
-        let staged = worst > share || (cost > 4 * total && cost > share);
+        let mut staged = worst > share || (cost > 4 * total && cost > share);
+        if staged && worst <= self.opts.limit_bytes {
+            // Pieces of a few KiB cost more in bookkeeping than re-reading saves: when the
+            // direct plan fits the limit at all, keep it.
+            let Op::Rechunk(a) = &n.op else {
+                unreachable!("checked above")
+            };
+            // (Pieces as the chunkings cut them; the leading-axis bands come on top.)
+            let (read, _, _) = self.split_layout(n, a);
+            let cells = rechunk::CellGrid::with_leading_step(&read, &n.grid, usize::MAX);
+            if total / (cells.num_cells().max(1) as u64) < 64 << 10 {
+                staged = false;
+            }
+        }
         self.staged.insert(n.id, staged);
         Ok(staged)
+    }
+
+    /// How a rechunk through an intermediate reads its input and cuts the pieces: the read
+    /// regions (the input's chunks, grouped along axes where the output's chunks are longer,
+    /// up to a quarter of a task's share of the budget, as Rechunker consolidates reads so
+    /// that pieces are not tiny), the pieces, and the leading-axis step inside a read region
+    /// (a band of pieces across it, what a split holds while filling them, is about an
+    /// eighth of a task's share).
+    fn split_layout(&self, n: &NodeRef, a: &NodeRef) -> (ChunkGrid, rechunk::CellGrid, usize) {
+        let size = n.dtype.size_bytes() as u64;
+        let share = self.opts.limit_bytes / self.opts.threads.max(1) as u64;
+        let src = a.grid.chunk_shape();
+        let dst = n.grid.chunk_shape();
+        let mut read = src.to_vec();
+        for k in (0..read.len()).rev() {
+            if dst[k] <= src[k] || src[k] == 0 {
+                continue;
+            }
+            let bytes = read.iter().product::<usize>() as u64 * size;
+            let by_memory = ((share / 4) / bytes.max(1)).max(1) as usize;
+            let factor = (dst[k] / src[k]).min(by_memory).max(1);
+            read[k] = (src[k] * factor).min(a.shape()[k].max(1));
+        }
+        let read = ChunkGrid::new(a.shape().to_vec(), read).unwrap_or_else(|_| a.grid.clone());
+        let row_bytes = (read.chunk_shape().iter().skip(1).product::<usize>() as u64) * size;
+        let step = ((share / 8) / row_bytes.max(1)).max(1) as usize;
+        let c0 = read.chunk_shape().first().copied().unwrap_or(1).max(1);
+        let step = c0.div_ceil(c0.div_ceil(step.min(c0)));
+        let cells = rechunk::CellGrid::with_leading_step(&read, &n.grid, step);
+        (read, cells, step)
     }
 
     /// Stage one of a rechunk through an intermediate: one task per chunk of the input,
@@ -463,32 +506,28 @@ impl Lowering {
             unreachable!("only rechunks are split")
         };
         let size = n.dtype.size_bytes() as u64;
-        // Cut the leading axis so that a band of pieces across a read chunk (what a split
-        // task holds while it fills them) is about an eighth of a task's share of the budget.
-        let share = self.opts.limit_bytes / self.opts.threads.max(1) as u64;
-        let row_bytes = (a.grid.chunk_shape().iter().skip(1).product::<usize>() as u64) * size;
-        let step = ((share / 8) / row_bytes.max(1)).max(1) as usize;
-        let c0 = a.grid.chunk_shape().first().copied().unwrap_or(1).max(1);
-        let step = c0.div_ceil(c0.div_ceil(step.min(c0)));
-        let cells = Arc::new(rechunk::CellGrid::with_leading_step(&a.grid, &n.grid, step));
+        let (read, cells, step) = self.split_layout(n, a);
+        let consolidated = read.chunk_shape() != a.grid.chunk_shape();
+        let cells = Arc::new(cells);
         let name = format!(
             "rechunk split {:?} -> pieces -> {:?}",
-            a.grid.chunk_shape(),
+            read.chunk_shape(),
             n.grid.chunk_shape()
         );
         let mut chunks = vec![(0, ChunkKey::fresh(), 0); cells.num_cells()];
         let mut stage = None;
-        for idx in a.grid.chunk_indices() {
-            let region = a.grid.chunk_region(&idx);
+        for idx in read.chunk_indices() {
+            let region = read.chunk_region(&idx);
             let outs = cells.cells_overlapping(&region);
             let band = (region.len().min(self.tile_elems()) as u64) * size;
             // The pieces being filled at once: one band of cells along the leading axis.
-            let held = if self.opts.fuse {
+            let held = if self.opts.fuse && !consolidated {
                 (step.min(region.shape().first().copied().unwrap_or(1)) as u64)
                     * (region.shape().iter().skip(1).product::<usize>() as u64)
                     * size
             } else {
-                // Unfused, the region is read as one tile: every piece fills at once.
+                // Unfused, the region is read as one tile, and a region of several input
+                // chunks is read chunk by chunk: every piece may be filling at once.
                 region.len() as u64 * size
             };
             let (input, deps, reads, working, fused) = match &a.op {

@@ -45,7 +45,7 @@ pub(crate) struct CellGrid {
 impl CellGrid {
     /// The cells of the union of two grids' chunk boundaries.
     #[cfg(test)]
-    pub(crate) fn intersection(a: &ChunkGrid, b: &ChunkGrid) -> CellGrid {
+    fn intersection(a: &ChunkGrid, b: &ChunkGrid) -> CellGrid {
         Self::with_leading_step(a, b, usize::MAX)
     }
 

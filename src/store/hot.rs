@@ -188,14 +188,16 @@ impl Index {
         Some(r)
     }
 
-    /// Chooses the next victim of `pass`: unpinned, unclaimed, in that tier. Without
-    /// `next_use` the least recently used; with it, chunks not needed again first, then the
-    /// farthest next use, ties going to the least recently used (Belady).
-    pub(crate) fn claim(
-        &mut self,
+    /// The keys eligible for demotion in `pass` (unpinned, unclaimed, in that tier), best
+    /// victim first: without `next_use` the least recently used first; with it, chunks not
+    /// needed again first, then the farthest next use, ties going to the least recently used
+    /// (Belady). Ranked in one scan: demoting many small chunks costs one ranking, not one
+    /// per chunk.
+    pub(crate) fn victims(
+        &self,
         pass: Pass,
         next_use: Option<&dyn Fn(ChunkKey) -> Option<u64>>,
-    ) -> Option<Claim> {
+    ) -> Vec<ChunkKey> {
         let eligible = |e: &Entry| {
             e.pins == 0
                 && !e.claimed
@@ -205,29 +207,23 @@ impl Index {
                     Ram::Empty => false,
                 }
         };
-        let key = match next_use {
-            None => self
-                .lru
-                .iter()
-                .rev()
-                .find(|(_, e)| eligible(e))
-                .map(|(k, _)| *k),
-            Some(f) => {
-                let mut best: Option<(u128, ChunkKey)> = None;
-                for (k, e) in self.lru.iter().rev() {
-                    if !eligible(e) {
-                        continue;
-                    }
-                    // Not needed again ranks above every position.
-                    let rank = f(*k).map_or(u128::from(u64::MAX) + 1, u128::from);
-                    if best.is_none_or(|(r, _)| rank > r) {
-                        best = Some((rank, *k));
-                    }
-                }
-                best.map(|(_, k)| k)
-            }
-        }?;
-        self.claim_key(key)
+        // Least recently used first; with `next_use`, by farthest next use (not needed again
+        // first), ties kept in LRU order by the stable sort.
+        let mut keys: Vec<(u128, ChunkKey)> = self
+            .lru
+            .iter()
+            .rev()
+            .filter(|(_, e)| eligible(e))
+            .map(|(k, _)| {
+                let rank =
+                    next_use.map_or(0, |f| f(*k).map_or(u128::from(u64::MAX) + 1, u128::from));
+                (rank, *k)
+            })
+            .collect();
+        if next_use.is_some() {
+            keys.sort_by_key(|b| std::cmp::Reverse(b.0));
+        }
+        keys.into_iter().map(|(_, k)| k).collect()
     }
 
     /// Claims one chunk for demotion (`None` if absent, pinned, claimed or only on disk).

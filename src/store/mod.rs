@@ -528,11 +528,18 @@ impl ChunkStore {
     ) -> Result<u64> {
         let mut freed = 0;
         for pass in [Pass::Hot, Pass::Compressed] {
-            while freed < bytes {
-                let claim = self.lock().claim(pass, next_use);
-                match claim {
-                    None => break,
-                    Some(c) => freed += self.carry_out(c)?,
+            if freed >= bytes {
+                break;
+            }
+            // One ranking per pass; a victim claimed meanwhile by another thread is skipped.
+            let victims = self.lock().victims(pass, next_use);
+            for key in victims {
+                if freed >= bytes {
+                    break;
+                }
+                let claim = self.lock().claim_key(key);
+                if let Some(c) = claim {
+                    freed += self.carry_out(c)?;
                 }
             }
         }
