@@ -297,6 +297,13 @@ impl SessionBuilder {
             ..StoreConfig::default()
         };
         let store = Arc::new(ChunkStore::new(budget.clone(), store_config)?);
+        // Up to half the limit in reusable buffers: enough for a chunk being written while the
+        // next is computed, and always inside the budget (pooled bytes are reserved).
+        let buffers = Arc::new(crate::pool::ChunkPool::new(
+            budget.clone(),
+            memory_limit / 2,
+        ));
+        store.set_recycler(Arc::clone(&buffers));
         Ok(Session {
             inner: Arc::new(SessionInner {
                 memory_limit,
@@ -309,10 +316,7 @@ impl SessionBuilder {
                 pool,
                 budget: budget.clone(),
                 store,
-                buffers: Arc::new(crate::pool::ChunkPool::new(
-                    budget.clone(),
-                    memory_limit / 4,
-                )),
+                buffers,
                 last_report: Mutex::new(None),
                 observers: self
                     .observer

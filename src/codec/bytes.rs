@@ -122,6 +122,34 @@ pub fn chunk_from_bytes(
     })
 }
 
+/// Like [`chunk_from_bytes`], but writes into `into` when it is a block of the same dtype and
+/// shape in standard layout (a pooled buffer, whose pages are already warm) instead of a new
+/// buffer. Bool blocks, and a block that does not match, fall back to a new buffer.
+pub(crate) fn chunk_from_bytes_into(
+    into: Option<ChunkData>,
+    dtype: DType,
+    shape: &[usize],
+    fill: impl FnOnce(&mut [u8]) -> Result<(), CodecError>,
+) -> Result<ChunkData, CodecError> {
+    if let Some(mut c) =
+        into.filter(|c| c.dtype() == dtype && c.shape() == shape && dtype != DType::Bool)
+    {
+        let bytes = match &mut c {
+            ChunkData::Bool(_) => None,
+            ChunkData::U8(a) => a.as_slice_mut().map(pod_bytes_mut),
+            ChunkData::I32(a) => a.as_slice_mut().map(pod_bytes_mut),
+            ChunkData::I64(a) => a.as_slice_mut().map(pod_bytes_mut),
+            ChunkData::F32(a) => a.as_slice_mut().map(pod_bytes_mut),
+            ChunkData::F64(a) => a.as_slice_mut().map(pod_bytes_mut),
+        };
+        if let Some(b) = bytes {
+            fill(b)?;
+            return Ok(c);
+        }
+    }
+    chunk_from_bytes(dtype, shape, fill)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

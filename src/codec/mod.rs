@@ -23,6 +23,7 @@ mod record;
 mod shuffle;
 mod stream;
 
+pub(crate) use bytes::chunk_from_bytes_into;
 pub use bytes::{chunk_bytes, chunk_from_bytes};
 pub use record::{Encoding, RecordHeader};
 pub use shuffle::{shuffle, unshuffle};

@@ -27,7 +27,7 @@ use crate::chunk::ChunkData;
 use crate::error::{Error, Result};
 use crate::memory::Reservation;
 use crate::plan::{Lowered, TaskId};
-use crate::store::{ChunkKey, ChunkStore, Tier};
+use crate::store::{ChunkKey, ChunkStore, SpillCopy, Tier};
 
 /// One thing the executor did, for tests and reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -207,7 +207,8 @@ pub(crate) const SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::fro
 
 type Completion = (
     TaskId,
-    Result<Vec<ChunkData>>,
+    u64,
+    Result<(Vec<ChunkData>, Vec<SpillCopy>)>,
     Reservation,
     Instant,
     Instant,
@@ -310,6 +311,16 @@ fn run_plan(
         ..Default::default()
     };
     let mut peak_reserved = budget.reserved_bytes();
+    // A persist larger than half the limit will spill most of its chunks: each task writes
+    // its chunk to disk itself, in parallel with the others, and the coordinator's demotions
+    // (which would otherwise write them one at a time while admission waits) become drops.
+    // All of them, so that the chunks left in RAM at the end can also go without a write.
+    let keep_bytes: u64 = tasks
+        .iter()
+        .filter(|t| t.keep_output)
+        .flat_map(|t| t.outputs.iter().map(|o| o.1))
+        .sum();
+    let write_through = keep_bytes > budget.limit_bytes() / 2;
 
     while done < n {
         // Admit as many ready tasks as threads and budget allow, in priority order.
@@ -318,56 +329,67 @@ fn run_plan(
                 break;
             };
             let spec = &tasks[t];
-            let non_hot: u64 = spec
+            let non_hot: Vec<u64> = spec
                 .reads
                 .iter()
                 .filter(|(k, _)| store.tier_of(*k) != Some(Tier::Hot))
                 .map(|r| r.1)
-                .sum();
-            let need = spec.output_bytes + spec.working_bytes + non_hot;
-            let reservation = match budget.try_reserve(need) {
-                Ok(r) => r,
-                Err(_) => {
-                    // Pooled buffers go first: they are the cheapest bytes to give back.
-                    buffers.drain();
-                    let short = need.saturating_sub(budget.available_bytes());
-                    let next_use = |k: ChunkKey| -> Option<u64> {
-                        consumers_of.get(&k).and_then(|c| {
-                            c.iter()
-                                .filter(|&&c| !finished[c])
-                                .map(|&c| plan.priority[c] as u64)
-                                .min()
-                        })
-                    };
-                    let freed = store.demote_with(short, &next_use)?;
-                    if freed > 0 {
-                        stats.demoted_bytes += freed;
-                        if let Some(l) = log.as_deref_mut() {
-                            l.push(Event::Demote(freed));
-                        }
-                    }
-                    match budget.try_reserve(need) {
-                        Ok(r) => r,
-                        Err(e) if running == 0 => {
-                            failure = Some(match e {
-                                Error::BudgetExhausted {
-                                    available, limit, ..
-                                } => Error::TaskExceedsBudget {
-                                    task: spec.label.clone(),
-                                    projected_bytes: need,
-                                    limit_bytes: limit,
-                                    suggestion: format!(
-                                        "only {available} bytes could be freed by spilling; use smaller chunks or a larger memory_limit"
-                                    ),
-                                },
-                                other => other,
-                            });
-                            break;
-                        }
-                        Err(_) => break,
+                .collect();
+            let need = spec.output_bytes + spec.working_bytes + non_hot.iter().sum::<u64>();
+            // Pooled buffers that fit the task's outputs and reads pay for part of it: their
+            // reservations move to the task, and the task writes into their warm pages.
+            let mark = crate::pool::earmark_id();
+            let mut wants: Vec<u64> = spec.outputs.iter().map(|o| o.1).chain(non_hot).collect();
+            let mut reservation = buffers.earmark(mark, &mut wants);
+            let grow =
+                |r: &mut crate::memory::Reservation| r.try_grow(need.saturating_sub(r.bytes()));
+            if grow(&mut reservation).is_err() {
+                // Pooled buffers the task cannot use go first: they are the cheapest bytes to
+                // give back.
+                buffers.drain();
+                let short = need
+                    .saturating_sub(reservation.bytes())
+                    .saturating_sub(budget.available_bytes());
+                let next_use = |k: ChunkKey| -> Option<u64> {
+                    consumers_of.get(&k).and_then(|c| {
+                        c.iter()
+                            .filter(|&&c| !finished[c])
+                            .map(|&c| plan.priority[c] as u64)
+                            .min()
+                    })
+                };
+                // Demoted chunks' buffers come back to the pool, still reserved: the task
+                // takes those it fits, the rest are freed.
+                let freed = store.demote_with(short, &next_use)?;
+                if freed > 0 {
+                    stats.demoted_bytes += freed;
+                    if let Some(l) = log.as_deref_mut() {
+                        l.push(Event::Demote(freed));
                     }
                 }
-            };
+                reservation.merge(buffers.earmark(mark, &mut wants));
+                buffers.drain();
+                if let Err(e) = grow(&mut reservation) {
+                    buffers.unearmark(mark, &mut reservation);
+                    drop(reservation);
+                    if running == 0 {
+                        failure = Some(match e {
+                            Error::BudgetExhausted {
+                                available, limit, ..
+                            } => Error::TaskExceedsBudget {
+                                task: spec.label.clone(),
+                                projected_bytes: need,
+                                limit_bytes: limit,
+                                suggestion: format!(
+                                    "only {available} bytes could be freed by spilling; use smaller chunks or a larger memory_limit"
+                                ),
+                            },
+                            other => other,
+                        });
+                    }
+                    break;
+                }
+            }
             ready.pop();
             peak_reserved = peak_reserved.max(budget.reserved_bytes());
             let mut pinned = Vec::new();
@@ -380,6 +402,13 @@ fn run_plan(
                 l.push(Event::Run(spec.label.clone()));
             }
             let keys: Vec<ChunkKey> = spec.reads.iter().map(|r| r.0).collect();
+            // Persisted chunks that cannot all stay in RAM are written through to disk by
+            // their tasks (see `write_through` above).
+            let out_keys: Vec<ChunkKey> = if spec.keep_output && write_through {
+                spec.outputs.iter().map(|o| o.0).collect()
+            } else {
+                Vec::new()
+            };
             let body = Arc::clone(&spec.body);
             let store2 = Arc::clone(store);
             let buffers2 = Arc::clone(buffers);
@@ -388,33 +417,61 @@ fn run_plan(
             running += 1;
             pool.spawn(move || {
                 let t0 = Instant::now();
-                let result =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<Vec<ChunkData>> {
+                let mut reservation = reservation;
+                let scope = crate::pool::TaskScope::enter(mark);
+                let result = std::panic::catch_unwind(AssertUnwindSafe(
+                    || -> Result<(Vec<ChunkData>, Vec<SpillCopy>)> {
                         let inputs = keys
                             .iter()
                             .map(|k| store2.get(*k))
                             .collect::<Result<Vec<_>>>()?;
-                        body.run(
+                        let out = body.run(
                             &inputs,
                             &crate::plan::TaskEnv {
                                 pool: &buffers2,
                                 store: &store2,
                             },
-                        )
-                    }))
-                    .unwrap_or_else(|p| {
-                        let message = p
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_else(|| "unknown panic".into());
-                        Err(Error::UserFunctionPanicked {
-                            task: label,
-                            message,
-                        })
-                    });
+                        )?;
+                        // Inputs read from a lower tier and held by nothing else are done:
+                        // their buffers go to the pool with the part of the reservation
+                        // that paid for them (the outputs keep theirs).
+                        let mut spare = reservation
+                            .bytes()
+                            .saturating_sub(out.iter().map(ChunkData::nbytes).sum());
+                        for a in inputs {
+                            if let Ok(c) = Arc::try_unwrap(a) {
+                                let b = c.nbytes();
+                                if b <= spare && buffers2.wants(b) {
+                                    spare -= b;
+                                    let paid = reservation.split(b).expect("within spare");
+                                    buffers2.keep(c, paid);
+                                }
+                            }
+                        }
+                        // Outputs that will be spilled anyway are written here, on the
+                        // worker, so that their demotion later is only a drop.
+                        let copies = out_keys
+                            .iter()
+                            .zip(&out)
+                            .map(|(k, c)| store2.spill_copy(*k, c))
+                            .collect::<Result<Vec<_>>>()?;
+                        Ok((out, copies))
+                    },
+                ))
+                .unwrap_or_else(|p| {
+                    let message = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "unknown panic".into());
+                    Err(Error::UserFunctionPanicked {
+                        task: label,
+                        message,
+                    })
+                });
                 let thread = rayon::current_thread_index().unwrap_or(0);
-                let _ = tx2.send((t, result, reservation, t0, Instant::now(), thread));
+                drop(scope);
+                let _ = tx2.send((t, mark, result, reservation, t0, Instant::now(), thread));
             });
         }
         if running == 0 {
@@ -423,17 +480,21 @@ fn run_plan(
             }
             continue;
         }
-        let (t, result, mut reservation, t0, t1, thread) = match rx.recv_timeout(SAMPLE_INTERVAL) {
-            Ok(c) => c,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                sampler.maybe_sample(store, running, done, false);
-                continue;
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                unreachable!("the coordinator holds a sender")
-            }
-        };
+        let (t, mark, result, mut reservation, t0, t1, thread) =
+            match rx.recv_timeout(SAMPLE_INTERVAL) {
+                Ok(c) => c,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    sampler.maybe_sample(store, running, done, false);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    unreachable!("the coordinator holds a sender")
+                }
+            };
         running -= 1;
+        // Earmarked buffers the task did not take are freed while its reservation, which
+        // paid for them, still holds their bytes.
+        buffers.release(mark);
         sampler.maybe_sample(store, running, done, false);
         let spec = &tasks[t];
         if sampler.record {
@@ -450,14 +511,19 @@ fn run_plan(
             store.unpin(*k);
         }
         match result {
-            Ok(out) => {
+            Ok((out, copies)) => {
                 // Each output keeps its share of the task's reservation; the rest returns.
+                let mut copies = copies.into_iter();
                 for (&(key, _), data) in spec.outputs.iter().zip(out) {
                     let bytes = data.nbytes();
                     let keep = reservation
                         .split(bytes.min(reservation.bytes()))
                         .expect("split within the reservation");
-                    if let Err(e) = store.put_reserved(key, Arc::new(data), keep) {
+                    let stored = match copies.next() {
+                        Some(copy) => store.put_reserved_with_copy(key, Arc::new(data), keep, copy),
+                        None => store.put_reserved(key, Arc::new(data), keep),
+                    };
+                    if let Err(e) = stored {
                         failure.get_or_insert(e);
                     }
                 }
@@ -494,6 +560,11 @@ fn run_plan(
             }
         }
         peak_reserved = peak_reserved.max(budget.reserved_bytes());
+    }
+    // Pooled buffers stay for the runs that read a persisted array; after any other run (or
+    // a failure) the session holds nothing but its stored chunks.
+    if keep_bytes == 0 || failure.is_some() {
+        buffers.drain();
     }
     // Outputs of this plan that are still stored and not kept (after a failure) are dropped.
     if let Some(failure) = failure {

@@ -26,7 +26,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::chunk::ChunkData;
 use crate::codec::{
-    CodecError, Encoding, RecordHeader, checksum, chunk_from_bytes, decompress_into,
+    CodecError, Encoding, RecordHeader, checksum, chunk_from_bytes, chunk_from_bytes_into,
+    decompress_into,
 };
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -80,7 +81,7 @@ impl Drop for SpillFile {
 pub(crate) struct SpillRecord {
     file: Arc<SpillFile>,
     offset: u64,
-    header: RecordHeader,
+    pub(crate) header: RecordHeader,
 }
 
 impl SpillRecord {
@@ -261,9 +262,20 @@ impl DiskTier {
     /// [`Error::CorruptSpill`] for a short read, a header that is not the expected one, a
     /// payload checksum mismatch or an undecodable payload; [`Error::Io`] for other I/O
     /// failures.
+    #[cfg(test)]
     pub(crate) fn read(&self, rec: &SpillRecord) -> Result<ChunkData> {
+        self.read_into(rec, None)
+    }
+
+    /// Reads a record into `into` when it is a block of the record's dtype and shape (a
+    /// pooled buffer), else into a new buffer.
+    pub(crate) fn read_into(
+        &self,
+        rec: &SpillRecord,
+        into: Option<ChunkData>,
+    ) -> Result<ChunkData> {
         match self.read_mode {
-            SpillRead::Pread => read_pread(rec),
+            SpillRead::Pread => read_pread(rec, into),
             SpillRead::Mmap => read_mmap(rec),
         }
     }
@@ -338,7 +350,7 @@ impl Read for PosReader<'_> {
     }
 }
 
-fn read_pread(rec: &SpillRecord) -> Result<ChunkData> {
+fn read_pread(rec: &SpillRecord, into: Option<ChunkData>) -> Result<ChunkData> {
     let h = &rec.header;
     let file = &rec.file.file;
     let mut head = vec![0u8; h.encoded_len()];
@@ -349,7 +361,7 @@ fn read_pread(rec: &SpillRecord) -> Result<ChunkData> {
     let elem = h.dtype.size_bytes();
     // I/O errors inside the fill closure travel as CodecError; keep the real one aside.
     let mut io_error = None;
-    let chunk = chunk_from_bytes(h.dtype, &h.shape, |buf| {
+    let chunk = chunk_from_bytes_into(into, h.dtype, &h.shape, |buf| {
         if buf.len() as u64 != h.raw_len {
             return Err(CodecError(format!(
                 "shape holds {} bytes but the record says {}",

@@ -54,7 +54,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 pub use disk::SpillRead;
 
@@ -62,6 +62,7 @@ use crate::chunk::ChunkData;
 use crate::codec::chunk_bytes;
 use crate::error::{Error, Result};
 use crate::memory::{MemoryBudget, Reservation};
+use crate::pool::ChunkPool;
 use compressed::{Blob, worth_compressing};
 use disk::{DiskTier, Payload, SpillRecord};
 use hot::{Claim, CompressedChunk, Entry, HotChunk, Index, Pass, Ram, Victim};
@@ -215,6 +216,19 @@ pub struct ChunkStore {
     // Declared before `disk`: entries (and their spill records) drop before the spill folder.
     inner: Mutex<Index>,
     disk: DiskTier,
+    /// Where the buffers of chunks leaving RAM go, with the reservation that paid for them,
+    /// and where reads from lower tiers take their buffers (the session's chunk pool).
+    recycler: OnceLock<Arc<ChunkPool>>,
+}
+
+/// A chunk's spill record written ahead of storing it ([`ChunkStore::spill_copy`]); dropping
+/// it unused frees the record's space.
+pub(crate) struct SpillCopy(Arc<SpillRecord>);
+
+/// Where a demoted hot chunk went, before it is published.
+enum Encoded {
+    Compressed(Blob),
+    Spilled(Arc<SpillRecord>),
 }
 
 /// What a read decodes from, taken out under the lock.
@@ -271,7 +285,25 @@ impl ChunkStore {
             config,
             inner: Mutex::new(Index::new()),
             disk,
+            recycler: OnceLock::new(),
         })
+    }
+
+    /// Hands the buffers of chunks that leave RAM to `pool` (with their reservations) instead
+    /// of freeing them, and reads lower tiers into the pool's buffers: on machines where the
+    /// first touch of fresh pages is slow, a spilling run then reuses warm memory.
+    pub(crate) fn set_recycler(&self, pool: Arc<ChunkPool>) {
+        let _ = self.recycler.set(pool);
+    }
+
+    /// Frees a RAM copy that left the store, or hands its buffer to the recycler when nothing
+    /// else holds it.
+    fn let_go(&self, ram: Ram) {
+        if let (Ram::Hot(hot), Some(pool)) = (ram, self.recycler.get())
+            && let Ok(chunk) = Arc::try_unwrap(hot.chunk)
+        {
+            pool.keep(chunk, hot.reservation);
+        }
     }
 
     /// The budget the store draws on.
@@ -378,6 +410,51 @@ impl ChunkStore {
         Ok(())
     }
 
+    /// Writes a chunk's bytes to a spill record now, on the calling thread, for a chunk that
+    /// is about to be stored and is expected to be demoted later (see
+    /// [`put_reserved_with_copy`](Self::put_reserved_with_copy)): the write then happens
+    /// on a worker, in parallel with other work, and the demotion is only a drop.
+    ///
+    /// # Errors
+    /// As the disk tier's writes in [`put`](Self::put).
+    pub(crate) fn spill_copy(&self, key: ChunkKey, chunk: &ChunkData) -> Result<SpillCopy> {
+        let raw = chunk_bytes(chunk);
+        let rec = self
+            .disk
+            .write(key.0, chunk.dtype(), chunk.shape(), Payload::Raw(&raw))?;
+        Ok(SpillCopy(rec))
+    }
+
+    /// Like [`put_reserved`](Self::put_reserved), with a copy made by
+    /// [`spill_copy`](Self::spill_copy) already on disk: demoting the chunk later frees its
+    /// RAM without writing anything.
+    pub(crate) fn put_reserved_with_copy(
+        &self,
+        key: ChunkKey,
+        chunk: Arc<ChunkData>,
+        mut reservation: Reservation,
+        copy: SpillCopy,
+    ) -> Result<()> {
+        let bytes = chunk.nbytes();
+        if reservation.bytes() < bytes {
+            reservation.try_grow(bytes - reservation.bytes())?;
+        }
+        reservation.shrink(reservation.bytes() - bytes);
+        let entry = Entry {
+            ram: Ram::Hot(HotChunk { chunk, reservation }),
+            disk: Some(copy.0),
+            pins: 0,
+            claimed: false,
+            version: 0,
+        };
+        let mut idx = self.lock();
+        idx.stats.bytes_spilled += entry.disk.as_ref().map_or(0, |r| r.len());
+        let old = idx.insert(key, entry);
+        drop(idx);
+        drop(old);
+        Ok(())
+    }
+
     fn insert_hot(&self, key: ChunkKey, chunk: Arc<ChunkData>, reservation: Reservation) {
         let entry = Entry {
             ram: Ram::Hot(HotChunk { chunk, reservation }),
@@ -428,7 +505,14 @@ impl ChunkStore {
         };
         let chunk = Arc::new(match &source {
             Source::Blob(b) => b.decode(key.0)?,
-            Source::Disk(r) => self.disk.read(r)?,
+            Source::Disk(r) => {
+                let into = self
+                    .recycler
+                    .get()
+                    .filter(|p| p.wants(r.header.raw_len))
+                    .map(|p| p.zeros(r.header.dtype, &r.header.shape));
+                self.disk.read_into(r, into)?
+            }
         });
         let promoted = if promote {
             self.budget.try_reserve(chunk.nbytes()).ok()
@@ -491,7 +575,13 @@ impl ChunkStore {
         let old = self.lock().remove(key);
         // Dropped outside the lock: freeing a large chunk or deleting an emptied spill file
         // takes a syscall.
-        old.is_some()
+        match old {
+            Some(e) => {
+                self.let_go(e.ram);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Frees at least `bytes` of RAM by demoting unpinned chunks, least recently used first:
@@ -584,7 +674,7 @@ impl ChunkStore {
     fn carry_out(&self, claim: Claim) -> Result<u64> {
         let (key, version, victim) = match claim {
             Claim::Dropped(freed, ram) => {
-                drop(ram);
+                self.let_go(ram);
                 return Ok(freed);
             }
             Claim::Encode {
@@ -621,14 +711,15 @@ impl ChunkStore {
                     None => None,
                 };
                 // `transient` lives until the end of this arm, past the publish below.
-                match blob {
+                let done = match blob {
                     Some(b) if b.ratio() >= cfg.min_compression_ratio && b.len() < nbytes => {
-                        Ok(self.publish_compressed(key, version, b))
+                        Encoded::Compressed(b)
                     }
                     // The sample was right to try but the whole chunk compresses too little to
                     // keep in RAM: its compressed bytes are still the smaller write.
-                    Some(b) if b.len() < nbytes => {
-                        let rec = self.disk.write(
+                    Some(b) if b.len() < nbytes => self
+                        .disk
+                        .write(
                             key.0,
                             b.dtype,
                             &b.shape,
@@ -636,20 +727,25 @@ impl ChunkStore {
                                 bytes: &b.bytes,
                                 raw_len: b.raw_len,
                             },
-                        )?;
-                        Ok(self.publish_disk(key, version, rec))
-                    }
+                        )
+                        .map(Encoded::Spilled)?,
                     _ => {
                         let raw = chunk_bytes(&chunk);
-                        let rec = self.disk.write(
+                        Encoded::Spilled(self.disk.write(
                             key.0,
                             chunk.dtype(),
                             chunk.shape(),
                             Payload::Raw(&raw),
-                        )?;
-                        Ok(self.publish_disk(key, version, rec))
+                        )?)
                     }
-                }
+                };
+                // The victim's handle goes before publishing, so that the store's copy is the
+                // last one and its buffer can be recycled.
+                drop(chunk);
+                Ok(match done {
+                    Encoded::Compressed(b) => self.publish_compressed(key, version, b),
+                    Encoded::Spilled(rec) => self.publish_disk(key, version, rec),
+                })
             }
             Victim::Compressed(b) => {
                 let rec = self.disk.write(
@@ -694,7 +790,7 @@ impl ChunkStore {
         idx.stats.bytes_compressed += raw_len;
         idx.stats.compressed_output_bytes += len;
         drop(idx);
-        drop(hot);
+        self.let_go(Ram::Hot(hot));
         freed
     }
 
@@ -712,7 +808,7 @@ impl ChunkStore {
         });
         drop(idx);
         old.map_or(0, |(ram, freed)| {
-            drop(ram);
+            self.let_go(ram);
             freed
         })
     }

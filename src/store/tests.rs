@@ -310,3 +310,60 @@ fn store_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<ChunkStore>();
 }
+
+/// A chunk leaving RAM hands its buffer, still reserved, to the recycler; a read from disk
+/// then decodes into that warm buffer, and a copy written ahead makes demotion a drop.
+#[test]
+fn buffers_of_demoted_chunks_are_recycled_and_reads_reuse_them() {
+    let budget = MemoryBudget::new(64 << 20);
+    let store = ChunkStore::new(
+        budget.clone(),
+        StoreConfig {
+            compressed_tier: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let pool = Arc::new(ChunkPool::new(budget.clone(), 32 << 20));
+    store.set_recycler(Arc::clone(&pool));
+    let n = 1 << 20; // 8 MiB of f64
+    let (a, b) = (ChunkKey::fresh(), ChunkKey::fresh());
+    let ca = f64_chunk(n, 7);
+    store.put(a, Arc::new(ca.clone())).unwrap();
+    let a_ptr = match &*store.peek(a).unwrap() {
+        ChunkData::F64(x) => x.as_ptr(),
+        _ => unreachable!(),
+    };
+    assert_eq!(store.demote_chunk(a).unwrap(), Tier::Disk);
+    assert_eq!(pool.held_bytes(), 8 << 20, "the buffer went to the pool");
+    assert_eq!(
+        budget.reserved_bytes(),
+        8 << 20,
+        "with its reservation, counted once"
+    );
+
+    // Reading `a` back takes the pooled buffer and gets the same values.
+    let back = store.get(a).unwrap();
+    assert_eq!(*back, ca);
+    match &*back {
+        ChunkData::F64(x) => assert_eq!(x.as_ptr(), a_ptr, "warm buffer reused"),
+        _ => unreachable!(),
+    }
+    drop(back);
+    assert_eq!(pool.held_bytes(), 0);
+
+    // A chunk stored with a copy written ahead: demoting it writes nothing more.
+    let cb = f64_chunk(n, 8);
+    let copy = store.spill_copy(b, &cb).unwrap();
+    let spilled = store.stats().spill_file_bytes;
+    let r = budget.try_reserve(8 << 20).unwrap();
+    store
+        .put_reserved_with_copy(b, Arc::new(cb.clone()), r, copy)
+        .unwrap();
+    assert_eq!(store.demote_chunk(b).unwrap(), Tier::Disk);
+    assert_eq!(store.stats().spill_file_bytes, spilled, "no second write");
+    assert_eq!(*store.get(b).unwrap(), cb);
+    assert!(store.remove(a) && store.remove(b));
+    pool.drain();
+    assert_eq!(budget.reserved_bytes(), 0);
+}
