@@ -10,7 +10,7 @@
 
 use std::cell::Cell;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use ndarray::{ArrayD, IxDyn};
 
@@ -119,6 +119,9 @@ pub(crate) struct ChunkPool {
     /// Buffers smaller than this are not worth pooling (malloc reuses them cheaply).
     min_bytes: u64,
     free: Mutex<Vec<Pooled>>,
+    /// Runs in progress: buffers are only taken back while one is, so that chunks dropped
+    /// between runs (a persisted array's last handle going) free their memory.
+    active: AtomicUsize,
 }
 
 /// Whether a buffer of `have` elements suits a request for `want`: large enough, and not so
@@ -134,6 +137,20 @@ impl ChunkPool {
             max_bytes,
             min_bytes: 4 << 20,
             free: Mutex::new(Vec::new()),
+            active: AtomicUsize::new(0),
+        }
+    }
+
+    /// A run starts: buffers given back from now on are kept.
+    pub(crate) fn begin_run(&self) {
+        self.active.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A run ends; with `drain`, the pool frees what it holds (see [`drain`](Self::drain)).
+    pub(crate) fn end_run(&self, drain: bool) {
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        if drain {
+            self.drain();
         }
     }
 
@@ -182,9 +199,11 @@ impl ChunkPool {
         }
     }
 
-    /// Whether a block of `nbytes` would be pooled at all.
+    /// Whether a block of `nbytes` would be pooled now.
     pub(crate) fn wants(&self, nbytes: u64) -> bool {
-        nbytes >= self.min_bytes && nbytes <= self.max_bytes
+        nbytes >= self.min_bytes
+            && nbytes <= self.max_bytes
+            && self.active.load(Ordering::SeqCst) > 0
     }
 
     fn raw(c: ChunkData) -> RawBuf {
@@ -349,6 +368,7 @@ mod tests {
     fn reuses_buffers_within_the_budget() {
         let budget = MemoryBudget::new(64 << 20);
         let pool = ChunkPool::new(budget.clone(), 32 << 20);
+        pool.begin_run();
         let a = pool.zeros(DType::F64, &[1 << 20]);
         let ptr = match &a {
             ChunkData::F64(x) => x.as_ptr(),
@@ -389,6 +409,7 @@ mod tests {
     fn kept_buffers_keep_their_reservation_and_earmarks_move_it_to_a_task() {
         let budget = MemoryBudget::new(64 << 20);
         let pool = ChunkPool::new(budget.clone(), 32 << 20);
+        pool.begin_run();
         // A chunk leaving the store: its buffer and the reservation that paid for it.
         let paid = budget.try_reserve(8 << 20).unwrap();
         let a = ChunkData::zeros(DType::F64, &[1 << 20]);
@@ -454,6 +475,7 @@ mod tests {
     fn a_reservation_that_does_not_cover_the_buffer_frees_both() {
         let budget = MemoryBudget::new(64 << 20);
         let pool = ChunkPool::new(budget.clone(), 32 << 20);
+        pool.begin_run();
         let short = budget.try_reserve(1 << 20).unwrap();
         pool.keep(ChunkData::zeros(DType::F64, &[1 << 20]), short);
         assert_eq!(pool.held_bytes(), 0);
@@ -466,9 +488,31 @@ mod tests {
     }
 
     #[test]
+    fn nothing_is_kept_outside_a_run() {
+        let budget = MemoryBudget::new(64 << 20);
+        let pool = ChunkPool::new(budget.clone(), 32 << 20);
+        // Between runs (say, a persisted array's last handle dropping) memory is freed.
+        let paid = budget.try_reserve(8 << 20).unwrap();
+        pool.keep(ChunkData::zeros(DType::F64, &[1 << 20]), paid);
+        pool.recycle(ChunkData::zeros(DType::F64, &[1 << 20]));
+        assert_eq!(pool.held_bytes(), 0);
+        assert_eq!(budget.reserved_bytes(), 0);
+        pool.begin_run();
+        pool.recycle(ChunkData::zeros(DType::F64, &[1 << 20]));
+        assert_eq!(pool.held_bytes(), 8 << 20);
+        pool.end_run(false);
+        assert_eq!(pool.held_bytes(), 8 << 20, "kept for the next run");
+        pool.begin_run();
+        pool.end_run(true);
+        assert_eq!(pool.held_bytes(), 0);
+        assert_eq!(budget.reserved_bytes(), 0);
+    }
+
+    #[test]
     fn much_larger_buffers_are_not_handed_out_for_small_blocks() {
         let budget = MemoryBudget::new(64 << 20);
         let pool = ChunkPool::new(budget.clone(), 32 << 20);
+        pool.begin_run();
         pool.recycle(ChunkData::zeros(DType::F64, &[2 << 20]));
         assert_eq!(pool.held_bytes(), 16 << 20);
         // A block of 4 MiB would hide 12 MiB of real size: it gets its own buffer.

@@ -248,6 +248,7 @@ fn run_plan(
     monitor: Monitor<'_>,
 ) -> Result<RunStats> {
     let started = Instant::now();
+    buffers.begin_run();
     let mut log = log;
     let tasks = &plan.tasks;
     let n = tasks.len();
@@ -360,7 +361,16 @@ fn run_plan(
                 };
                 // Demoted chunks' buffers come back to the pool, still reserved: the task
                 // takes those it fits, the rest are freed.
-                let freed = store.demote_with(short, &next_use)?;
+                let freed = match store.demote_with(short, &next_use) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        // A full disk or the spill cap: no new work; running tasks finish,
+                        // then the run fails with every partial output dropped.
+                        buffers.unearmark(mark, &mut reservation);
+                        failure.get_or_insert(e);
+                        break;
+                    }
+                };
                 if freed > 0 {
                     stats.demoted_bytes += freed;
                     if let Some(l) = log.as_deref_mut() {
@@ -561,11 +571,6 @@ fn run_plan(
         }
         peak_reserved = peak_reserved.max(budget.reserved_bytes());
     }
-    // Pooled buffers stay for the runs that read a persisted array; after any other run (or
-    // a failure) the session holds nothing but its stored chunks.
-    if keep_bytes == 0 || failure.is_some() {
-        buffers.drain();
-    }
     // Outputs of this plan that are still stored and not kept (after a failure) are dropped.
     if let Some(failure) = failure {
         for t in tasks {
@@ -576,6 +581,7 @@ fn run_plan(
         for s in &plan.sinks {
             s.abort();
         }
+        buffers.end_run(true);
         return Err(failure);
     }
     for s in &plan.sinks {
@@ -583,9 +589,13 @@ fn run_plan(
             for s in &plan.sinks {
                 s.abort();
             }
+            buffers.end_run(true);
             return Err(e);
         }
     }
+    // Pooled buffers stay for the runs that read a persisted array; after any other run the
+    // session holds nothing but its stored chunks.
+    buffers.end_run(keep_bytes == 0);
     sampler.maybe_sample(store, 0, done, true);
     stats.wall_s = started.elapsed().as_secs_f64();
     stats.peak_reserved_bytes = peak_reserved.max(sampler.peak_reserved);

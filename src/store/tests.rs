@@ -325,6 +325,7 @@ fn buffers_of_demoted_chunks_are_recycled_and_reads_reuse_them() {
     )
     .unwrap();
     let pool = Arc::new(ChunkPool::new(budget.clone(), 32 << 20));
+    pool.begin_run();
     store.set_recycler(Arc::clone(&pool));
     let n = 1 << 20; // 8 MiB of f64
     let (a, b) = (ChunkKey::fresh(), ChunkKey::fresh());
