@@ -71,3 +71,44 @@ fn a_persist_past_the_spill_cap_is_a_typed_error_and_the_session_goes_on() {
         2000.0
     );
 }
+
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    /// Chunks of 4–8 MiB (large enough for the buffer pool) under budgets of a few chunks:
+    /// persist, element-wise work with a second operand, a rechunk and reductions give
+    /// ndarray's values, and the executor never reserves more than the limit.
+    #[test]
+    fn pooled_buffers_under_pressure_keep_every_value(
+        chunk_rows in 512usize..1024,
+        limit_chunks in 4u64..8,
+        target_cols in prop::sample::select(vec![64usize, 128, 256]),
+        axis in 0usize..2,
+    ) {
+        let (rows, cols) = (4096usize, 1024usize); // 32 MiB of f64
+        let limit = limit_chunks * (chunk_rows * cols * 8) as u64;
+        let s = Session::builder().memory_limit(limit).threads(2).build().unwrap();
+        let f = |i: usize, j: usize| ((i * 13 + j * 29) % 251) as f64 - 100.0;
+        let x = s
+            .from_fn::<f64, _>(&[rows, cols], [chunk_rows, cols], move |ix| f(ix[0], ix[1]))
+            .unwrap();
+        let want = Array2::from_shape_fn((rows, cols), |(i, j)| f(i, j));
+        let p = x.persist().unwrap();
+        let y = ((&p * 2.0) + &x).unwrap().rechunk([rows, target_cols]).unwrap();
+        let got = y.sum(axis).unwrap().compute::<f64>().unwrap();
+        let expect = want.mapv(|v| 3.0 * v).sum_axis(Axis(axis)).into_dyn();
+        prop_assert_eq!(got, expect);
+        let m = p.max(axis).unwrap().compute::<f64>().unwrap();
+        let expect_m = want
+            .map_axis(Axis(axis), |r| r.fold(f64::MIN, |a, &b| a.max(b)))
+            .into_dyn();
+        prop_assert_eq!(m, expect_m);
+        prop_assert!(s.memory_report().peak_reserved_bytes <= limit);
+        drop(p);
+        drop(y);
+        drop(x);
+        prop_assert_eq!(s.budget().reserved_bytes(), 0);
+    }
+}
