@@ -452,9 +452,11 @@ impl Lowering {
         let total = n.grid.shape().iter().product::<usize>() as u64 * size;
         let share = self.opts.limit_bytes / self.opts.threads.max(1) as u64;
         let mut staged = worst > share || (cost > 4 * total && cost > share);
-        if staged && worst <= self.opts.limit_bytes {
+        if staged && worst <= share {
             // Pieces of a few KiB cost more in bookkeeping than re-reading saves: when the
-            // direct plan fits the limit at all, keep it.
+            // direct plan fits a task's share of the limit, keep it. (Only the share: the
+            // estimate here leaves out what an unfused task holds besides, and over the
+            // share such a task could exceed the whole limit.)
             let Op::Rechunk(a) = &n.op else {
                 unreachable!("checked above")
             };
