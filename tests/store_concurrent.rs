@@ -61,7 +61,7 @@ fn parallel_workers_see_consistent_values_within_the_budget() {
     assert_eq!(s.chunks, 32);
     assert_eq!(
         store.budget().reserved_bytes(),
-        s.hot_bytes + s.compressed_bytes
+        s.hot_bytes + s.compressed_bytes + s.scratch_bytes
     );
     assert!(
         s.bytes_spilled > 0 && s.bytes_compressed > 0 && s.bytes_read_back > 0,

@@ -110,10 +110,14 @@ fn check(store: &ChunkStore, m: &Model, base: u64) -> Result<(), TestCaseError> 
         }
     }
     let s = store.stats();
-    prop_assert!(s.hot_bytes + s.compressed_bytes <= LIMIT, "{:?}", s);
+    prop_assert!(
+        s.hot_bytes + s.compressed_bytes + s.scratch_bytes <= LIMIT,
+        "{:?}",
+        s
+    );
     prop_assert_eq!(
         store.budget().reserved_bytes(),
-        s.hot_bytes + s.compressed_bytes
+        s.hot_bytes + s.compressed_bytes + s.scratch_bytes
     );
     prop_assert_eq!(s.chunks, m.values.len() as u64);
     prop_assert!(s.disk_chunks <= s.chunks);

@@ -27,6 +27,7 @@ pub(crate) use bytes::chunk_from_bytes_into;
 pub use bytes::{chunk_bytes, chunk_from_bytes};
 pub use record::{Encoding, RecordHeader};
 pub use shuffle::{shuffle, unshuffle};
+pub(crate) use stream::compress_within;
 pub use stream::{BLOCK_BYTES, compress, decompress_into, sample_ratio};
 
 /// A payload that cannot be decoded: truncated, corrupt, or not what its header says.

@@ -35,6 +35,23 @@ fn codec_err(what: &str, e: std::io::Error) -> CodecError {
 /// assert_eq!(back, raw);
 /// ```
 pub fn compress(raw: &[u8], elem_size: usize, level: i32) -> Result<Vec<u8>, CodecError> {
+    compress_within(raw, elem_size, level, usize::MAX, &mut |_| true)
+        .map(|c| c.expect("an unbounded compression always finishes"))
+}
+
+/// [`compress`], asking `grow(bytes)` before the output's written length passes what was
+/// granted so far (about 1 MiB ahead, since only written pages of the output take RAM).
+/// `Ok(None)` as soon as `grow` refuses, or when the output reaches `max_len` bytes: the
+/// caller then stores the chunk another way. This lets a store compress under a
+/// full budget with exactly the bytes the compressed copy turns out to need, instead of an
+/// estimate from a sample.
+pub(crate) fn compress_within(
+    raw: &[u8],
+    elem_size: usize,
+    level: i32,
+    max_len: usize,
+    grow: &mut dyn FnMut(u64) -> bool,
+) -> Result<Option<Vec<u8>>, CodecError> {
     if elem_size == 0 || !raw.len().is_multiple_of(elem_size) {
         return Err(CodecError(format!(
             "{} bytes are not a whole number of {elem_size}-byte elements",
@@ -56,27 +73,53 @@ pub fn compress(raw: &[u8], elem_size: usize, level: i32) -> Result<Vec<u8>, Cod
     // shrink hands the tail back (mremap for large buffers, no copy).
     let mut out: Vec<u8> = Vec::with_capacity(zstd::zstd_safe::compress_bound(raw.len()));
     let mut scratch = vec![0u8; BLOCK_BYTES.min(raw.len())];
+    // Output bytes `grow` has granted. One call of zstd writes at most what it holds back
+    // (a block of 128 KiB) plus the bound of its input: grant that much ahead of each call.
+    // zstd gets a block's shuffled bytes in slices of `FEED` bytes; one call then writes at
+    // most what it held back (up to one zstd block of 128 KiB) plus that slice, compressed.
+    const FEED: usize = 64 << 10;
+    let bound = zstd::zstd_safe::compress_bound(raw.len());
+    let per_call = zstd::zstd_safe::compress_bound(FEED.min(raw.len()) + (128 << 10));
+    let mut granted = 0usize;
+    let mut ensure = |written: usize, granted: &mut usize| -> bool {
+        let want = (written + per_call).min(bound);
+        if want > *granted {
+            if !grow((want - *granted) as u64) {
+                return false;
+            }
+            *granted = want;
+        }
+        true
+    };
     for block in raw.chunks(BLOCK_BYTES) {
         let s = &mut scratch[..block.len()];
         shuffle(block, elem_size, s);
-        let mut input = InBuffer::around(s);
-        while input.pos() < s.len() {
-            if out.len() == out.capacity() {
-                out.reserve(BLOCK_BYTES);
+        for slice in s.chunks(FEED) {
+            let mut input = InBuffer::around(slice);
+            while input.pos() < slice.len() {
+                if out.len() >= max_len || !ensure(out.len(), &mut granted) {
+                    return Ok(None);
+                }
+                if out.capacity() - out.len() < per_call {
+                    out.reserve(per_call);
+                }
+                let pos = out.len();
+                let mut output = OutBuffer::around_pos(&mut out, pos);
+                cctx.compress_stream2(
+                    &mut output,
+                    &mut input,
+                    zstd::zstd_safe::zstd_sys::ZSTD_EndDirective::ZSTD_e_continue,
+                )
+                .map_err(|c| zerr("compress", c))?;
             }
-            let pos = out.len();
-            let mut output = OutBuffer::around_pos(&mut out, pos);
-            cctx.compress_stream2(
-                &mut output,
-                &mut input,
-                zstd::zstd_safe::zstd_sys::ZSTD_EndDirective::ZSTD_e_continue,
-            )
-            .map_err(|c| zerr("compress", c))?;
         }
     }
     loop {
-        if out.len() == out.capacity() {
-            out.reserve(4096);
+        if !ensure(out.len(), &mut granted) {
+            return Ok(None);
+        }
+        if out.capacity() - out.len() < per_call {
+            out.reserve(per_call);
         }
         let pos = out.len();
         let mut output = OutBuffer::around_pos(&mut out, pos);
@@ -87,8 +130,11 @@ pub fn compress(raw: &[u8], elem_size: usize, level: i32) -> Result<Vec<u8>, Cod
             break;
         }
     }
+    if out.len() >= max_len {
+        return Ok(None);
+    }
     out.shrink_to_fit();
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// Decompresses a payload made by [`compress`] from `src` into `dst`, whose length must be the

@@ -582,6 +582,7 @@ fn run_plan(
             s.abort();
         }
         buffers.end_run(true);
+        store.release_scratch();
         return Err(failure);
     }
     for s in &plan.sinks {
@@ -590,12 +591,14 @@ fn run_plan(
                 s.abort();
             }
             buffers.end_run(true);
+            store.release_scratch();
             return Err(e);
         }
     }
     // Pooled buffers stay for the runs that read a persisted array; after any other run the
     // session holds nothing but its stored chunks.
     buffers.end_run(keep_bytes == 0);
+    store.release_scratch();
     sampler.maybe_sample(store, 0, done, true);
     stats.wall_s = started.elapsed().as_secs_f64();
     stats.peak_reserved_bytes = peak_reserved.max(sampler.peak_reserved);

@@ -1,7 +1,7 @@
 //! The compressed tier's payload: a chunk as a block-shuffled zstd stream, in RAM.
 
 use crate::chunk::ChunkData;
-use crate::codec::{chunk_bytes, chunk_from_bytes, compress, decompress_into, sample_ratio};
+use crate::codec::{chunk_bytes, chunk_from_bytes, compress_within, decompress_into, sample_ratio};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 
@@ -18,20 +18,33 @@ pub(crate) struct Blob {
 
 impl Blob {
     /// Compresses a chunk at `level`.
+    #[cfg(test)]
     pub(crate) fn encode(chunk: &ChunkData, level: i32) -> Result<Blob> {
+        Self::encode_within(chunk, level, usize::MAX, &mut |_| true)
+            .map(|b| b.expect("an unbounded compression always finishes"))
+    }
+
+    /// Compresses a chunk at `level` when its compressed stream stays under `max_len` bytes
+    /// and `grow` grants the RAM for it as it is written (see [`compress_within`]); `None`
+    /// otherwise.
+    pub(crate) fn encode_within(
+        chunk: &ChunkData,
+        level: i32,
+        max_len: usize,
+        grow: &mut dyn FnMut(u64) -> bool,
+    ) -> Result<Option<Blob>> {
         let raw = chunk_bytes(chunk);
-        let bytes = compress(&raw, chunk.dtype().size_bytes(), level).map_err(|e| {
-            Error::InvalidConfig {
+        let bytes = compress_within(&raw, chunk.dtype().size_bytes(), level, max_len, grow)
+            .map_err(|e| Error::InvalidConfig {
                 setting: "compression_level",
                 reason: e.0,
-            }
-        })?;
-        Ok(Blob {
+            })?;
+        Ok(bytes.map(|bytes| Blob {
             dtype: chunk.dtype(),
             shape: chunk.shape().to_vec(),
             raw_len: raw.len() as u64,
             bytes,
-        })
+        }))
     }
 
     /// RAM the blob takes (what its reservation holds).

@@ -163,6 +163,10 @@ pub struct StoreStats {
     pub disk_bytes: u64,
     /// Bytes of the spill files that exist now (live and dead records).
     pub spill_file_bytes: u64,
+    /// Budget bytes held now as scratch for compressing victims of a full budget (see
+    /// [`ChunkStore::demote_with`]).
+    #[serde(default)]
+    pub scratch_bytes: u64,
     /// Uncompressed bytes that went into the compressed tier.
     pub bytes_compressed: u64,
     /// Compressed bytes those became.
@@ -219,7 +223,14 @@ pub struct ChunkStore {
     /// Where the buffers of chunks leaving RAM go, with the reservation that paid for them,
     /// and where reads from lower tiers take their buffers (the session's chunk pool).
     recycler: OnceLock<Arc<ChunkPool>>,
+    /// Budget bytes the store keeps for building compressed copies when the budget is full
+    /// (see [`demote_by`](Self::demote_by)): without them, every victim of a full budget would
+    /// go to disk raw. Given up when nothing else can be freed.
+    scratch: Mutex<Option<Reservation>>,
 }
+
+/// At most this much scratch for compressing victims (and at most 1/32 of the limit).
+const SCRATCH_BYTES: u64 = 8 << 20;
 
 /// A chunk's spill record written ahead of storing it ([`ChunkStore::spill_copy`]); dropping
 /// it unused frees the record's space.
@@ -286,6 +297,7 @@ impl ChunkStore {
             inner: Mutex::new(Index::new()),
             disk,
             recycler: OnceLock::new(),
+            scratch: Mutex::new(None),
         })
     }
 
@@ -304,6 +316,38 @@ impl ChunkStore {
         {
             pool.keep(chunk, hot.reservation);
         }
+    }
+
+    /// Gives the compression scratch back to the budget (the end of a run, an empty store).
+    pub(crate) fn release_scratch(&self) {
+        let r = self
+            .scratch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(r);
+    }
+
+    /// Puts back up to `borrowed` bytes of `r` into the scratch; the rest of `r` returns to
+    /// the budget.
+    fn refill_scratch(&self, mut r: Reservation, borrowed: u64) {
+        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        let keep = borrowed.min(r.bytes());
+        if keep > 0 {
+            let k = r.split(keep).expect("within the reservation");
+            match scratch.as_mut() {
+                Some(s) => s.merge(k),
+                None => *scratch = Some(k),
+            }
+        }
+    }
+
+    fn scratch_bytes(&self) -> u64 {
+        self.scratch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, Reservation::bytes)
     }
 
     /// The budget the store draws on.
@@ -347,7 +391,7 @@ impl ChunkStore {
                     return Ok(Tier::Hot);
                 }
                 let short = bytes.saturating_sub(self.budget.available_bytes()).max(1);
-                if self.demote(short)? == 0 {
+                if self.demote_by(short, None, true)? == 0 {
                     break;
                 }
             }
@@ -572,7 +616,14 @@ impl ChunkStore {
 
     /// Removes the chunk, freeing its RAM and its spill record; `false` if it was not stored.
     pub fn remove(&self, key: ChunkKey) -> bool {
-        let old = self.lock().remove(key);
+        let (old, empty) = {
+            let mut idx = self.lock();
+            let old = idx.remove(key);
+            (old, idx.stats.chunks == 0)
+        };
+        if empty {
+            self.release_scratch();
+        }
         // Dropped outside the lock: freeing a large chunk or deleting an emptied spill file
         // takes a syscall.
         match old {
@@ -593,13 +644,19 @@ impl ChunkStore {
     /// [`Error::Io`] or [`Error::SpillLimitExceeded`] from the disk tier; the chunk being
     /// moved then stays where it was, readable.
     pub fn demote(&self, bytes: u64) -> Result<u64> {
-        self.demote_by(bytes, None)
+        self.demote_by(bytes, None, false)
     }
 
     /// Like [`demote`](Self::demote), but chooses victims by their next use: `next_use(key)`
     /// gives the position in the schedule of a chunk's next read (`None`: not read again in
     /// the current plan). Chunks never read again go first, then the farthest next use.
     /// `next_use` is called with the store's lock held and must not call the store.
+    ///
+    /// Unlike `demote`, it also frees a little more than asked (up to 1/32 of the limit, at
+    /// most 8 MiB) and keeps that as scratch: with it, later victims of a full budget can
+    /// still be compressed instead of going to disk raw. The scratch is not counted in the
+    /// returned bytes, and it is given back when nothing else can be freed, when the store
+    /// empties, and at the end of each run.
     ///
     /// # Errors
     /// As [`demote`](Self::demote).
@@ -608,29 +665,61 @@ impl ChunkStore {
         bytes: u64,
         next_use: &dyn Fn(ChunkKey) -> Option<u64>,
     ) -> Result<u64> {
-        self.demote_by(bytes, Some(next_use))
+        self.demote_by(bytes, Some(next_use), true)
     }
 
     fn demote_by(
         &self,
         bytes: u64,
         next_use: Option<&dyn Fn(ChunkKey) -> Option<u64>>,
+        keep_scratch: bool,
     ) -> Result<u64> {
         let mut freed = 0;
+        // Free the scratch's worth more than asked and keep it: the next victims can then be
+        // compressed even though the budget is full.
+        let scratch_goal = if keep_scratch {
+            SCRATCH_BYTES.min(self.budget.limit_bytes() / 32)
+        } else {
+            0
+        };
+        let scratch_held = self.scratch_bytes();
+        let want = bytes.saturating_add(scratch_goal.saturating_sub(scratch_held));
         for pass in [Pass::Hot, Pass::Compressed] {
-            if freed >= bytes {
+            if freed >= want {
                 break;
             }
             // One ranking per pass; a victim claimed meanwhile by another thread is skipped.
             let victims = self.lock().victims(pass, next_use);
             for key in victims {
-                if freed >= bytes {
+                if freed >= want {
                     break;
                 }
                 let claim = self.lock().claim_key(key);
                 if let Some(c) = claim {
                     freed += self.carry_out(c)?;
                 }
+            }
+        }
+        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        if freed < bytes {
+            // Nothing more can move: the scratch goes back too.
+            if let Some(r) = scratch.take() {
+                freed += r.bytes();
+            }
+        } else {
+            let held = scratch.as_ref().map_or(0, Reservation::bytes);
+            let extra = scratch_goal
+                .saturating_sub(held)
+                .min(freed - bytes)
+                .min(self.budget.available_bytes());
+            if extra > 0
+                && let Ok(r) = self.budget.try_reserve(extra)
+            {
+                match scratch.as_mut() {
+                    Some(s) => s.merge(r),
+                    None => *scratch = Some(r),
+                }
+                freed -= extra;
             }
         }
         Ok(freed)
@@ -695,20 +784,42 @@ impl ChunkStore {
         match victim {
             Victim::Hot(chunk) => {
                 let nbytes = chunk.nbytes();
-                // The compressed copy is built while the hot copy still holds its bytes:
-                // reserve an estimate of it (from the sample, with a margin) first, and when
-                // the budget cannot cover it, spill the chunk raw instead (that needs no copy).
-                let estimate =
-                    |ratio: f64| ((nbytes as f64 / ratio) * 1.25).min(nbytes as f64) as u64;
-                let transient = if cfg.compressed_tier {
-                    worth_compressing(&chunk, cfg.compression_level, cfg.min_compression_ratio)
-                        .and_then(|ratio| self.budget.try_reserve(estimate(ratio)).ok())
+                // The compressed copy is built while the hot copy still holds its bytes: its
+                // RAM is reserved as zstd writes it, so it fits whatever the sample guessed,
+                // and when the budget runs out first the chunk is spilled raw instead (that
+                // needs no copy).
+                let mut transient = self.budget.empty_reservation();
+                let mut borrowed = 0;
+                let blob = if cfg.compressed_tier
+                    && worth_compressing(&chunk, cfg.compression_level, cfg.min_compression_ratio)
+                        .is_some()
+                {
+                    // Borrowed for this compression; other demotions meanwhile spill raw.
+                    let mut scratch = self
+                        .scratch
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take();
+                    let blob = Blob::encode_within(
+                        &chunk,
+                        cfg.compression_level,
+                        nbytes as usize,
+                        &mut |more| {
+                            transient.try_grow(more).is_ok()
+                                || scratch
+                                    .as_mut()
+                                    .and_then(|s| s.split(more).ok())
+                                    .map(|r| transient.merge(r))
+                                    .is_some()
+                        },
+                    )?;
+                    if let Some(r) = scratch {
+                        borrowed = r.bytes();
+                        transient.merge(r);
+                    }
+                    blob
                 } else {
                     None
-                };
-                let blob = match &transient {
-                    Some(_) => Some(Blob::encode(&chunk, cfg.compression_level)?),
-                    None => None,
                 };
                 // `transient` lives until the end of this arm, past the publish below.
                 let done = match blob {
@@ -742,10 +853,14 @@ impl ChunkStore {
                 // The victim's handle goes before publishing, so that the store's copy is the
                 // last one and its buffer can be recycled.
                 drop(chunk);
-                Ok(match done {
+                let freed = match done {
                     Encoded::Compressed(b) => self.publish_compressed(key, version, b),
                     Encoded::Spilled(rec) => self.publish_disk(key, version, rec),
-                })
+                };
+                // The copy is published (its bytes came out of the chunk's own reservation):
+                // the transient bytes refill the scratch, the rest goes back to the budget.
+                self.refill_scratch(transient, borrowed);
+                Ok(freed)
             }
             Victim::Compressed(b) => {
                 let rec = self.disk.write(
@@ -817,6 +932,7 @@ impl ChunkStore {
     pub fn stats(&self) -> StoreStats {
         let mut s = self.lock().stats.clone();
         s.spill_file_bytes = self.disk.file_bytes();
+        s.scratch_bytes = self.scratch_bytes();
         s
     }
 }
