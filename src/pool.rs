@@ -116,7 +116,10 @@ struct Pooled {
 pub(crate) struct ChunkPool {
     budget: MemoryBudget,
     max_bytes: u64,
-    /// Buffers smaller than this are not worth pooling (malloc reuses them cheaply).
+    /// Buffers smaller than this are not worth pooling: malloc reuses them from its heap,
+    /// while larger ones (at or above the session's 1 MiB mmap threshold) come fresh from the
+    /// kernel each time. 1 MiB: W5's 1.7 MB rechunk pieces then reuse warm buffers (10.9 s
+    /// against 11.7-12.4 s with 4 MiB, `BENCHMARKS.md`).
     min_bytes: u64,
     free: Mutex<Vec<Pooled>>,
     /// Runs in progress: buffers are only taken back while one is, so that chunks dropped
@@ -135,7 +138,7 @@ impl ChunkPool {
         ChunkPool {
             budget,
             max_bytes,
-            min_bytes: 4 << 20,
+            min_bytes: 1 << 20,
             free: Mutex::new(Vec::new()),
             active: AtomicUsize::new(0),
         }
