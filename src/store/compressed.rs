@@ -1,7 +1,9 @@
 //! The compressed tier's payload: a chunk as a block-shuffled zstd stream, in RAM.
 
 use crate::chunk::ChunkData;
-use crate::codec::{chunk_bytes, chunk_from_bytes, compress_within, decompress_into, sample_ratio};
+use crate::codec::{
+    chunk_bytes, chunk_from_bytes_into, compress_within, decompress_into, sample_ratio,
+};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 
@@ -61,13 +63,14 @@ impl Blob {
         }
     }
 
-    /// Decodes the chunk.
+    /// Decodes the chunk into `into` when it is a block of the chunk's dtype and shape (a
+    /// pooled buffer), else into a new buffer.
     ///
     /// # Errors
     /// [`Error::CorruptSpill`] when the stream does not decode to the recorded shape.
-    pub(crate) fn decode(&self, key: u64) -> Result<ChunkData> {
+    pub(crate) fn decode_into(&self, key: u64, into: Option<ChunkData>) -> Result<ChunkData> {
         let elem = self.dtype.size_bytes();
-        chunk_from_bytes(self.dtype, &self.shape, |buf| {
+        chunk_from_bytes_into(into, self.dtype, &self.shape, |buf| {
             decompress_into(&self.bytes[..], elem, buf)
         })
         .map_err(|e| Error::CorruptSpill {

@@ -548,7 +548,14 @@ impl ChunkStore {
             (source, e.version)
         };
         let chunk = Arc::new(match &source {
-            Source::Blob(b) => b.decode(key.0)?,
+            Source::Blob(b) => {
+                let into = self
+                    .recycler
+                    .get()
+                    .filter(|p| p.wants(b.raw_len))
+                    .map(|p| p.zeros(b.dtype, &b.shape));
+                b.decode_into(key.0, into)?
+            }
             Source::Disk(r) => {
                 let into = self
                     .recycler
