@@ -227,17 +227,8 @@ impl ChunkPool {
             return;
         }
         let buf = Self::raw(c);
-        let bytes = buf.bytes();
-        let mut free = self.lock();
-        let held: u64 = free.iter().map(|p| p.buf.bytes()).sum();
-        if held + bytes > self.max_bytes {
-            return;
-        }
-        if let Ok(r) = self.budget.try_reserve(bytes) {
-            free.push(Pooled {
-                buf,
-                hold: Hold::Reserved(r),
-            });
+        if let Ok(paid) = self.budget.try_reserve(buf.bytes()) {
+            self.keep_raw(buf, paid);
         }
     }
 
@@ -245,11 +236,15 @@ impl ChunkPool {
     /// chunk leaving the store's RAM, a read that is done): the bytes stay counted, with no
     /// new reservation to find. Frees both when the buffer is not worth keeping or the
     /// reservation does not cover it.
-    pub(crate) fn keep(&self, c: ChunkData, mut paid: Reservation) {
-        if !self.wants(c.nbytes()) {
-            return;
+    pub(crate) fn keep(&self, c: ChunkData, paid: Reservation) {
+        if self.wants(c.nbytes()) {
+            self.keep_raw(Self::raw(c), paid);
         }
-        let buf = Self::raw(c);
+    }
+
+    /// Pools `buf` on `paid` (what of it exceeds the buffer returns to the budget), unless the
+    /// reservation is short of it or the pool is full: then both go.
+    fn keep_raw(&self, buf: RawBuf, mut paid: Reservation) {
         let bytes = buf.bytes();
         if paid.bytes() < bytes {
             return;
@@ -264,8 +259,6 @@ impl ChunkPool {
             buf,
             hold: Hold::Reserved(r),
         });
-        drop(free);
-        drop(paid);
     }
 
     /// Hands pooled buffers' reservations to task `id`, one buffer per wanted block size (in
@@ -324,37 +317,20 @@ impl ChunkPool {
     /// Frees the buffers earmarked for task `id` that it did not take. Call before the task's
     /// reservation is dropped: that reservation is what paid for them.
     pub(crate) fn release(&self, id: u64) {
-        let mut free = self.lock();
-        let mut gone = Vec::new();
-        let mut i = 0;
-        while i < free.len() {
-            if matches!(free[i].hold, Hold::Earmarked(e) if e == id) {
-                gone.push(free.swap_remove(i));
-            } else {
-                i += 1;
-            }
-        }
-        drop(free);
-        drop(gone);
+        drop(self.remove_where(|h| matches!(h, Hold::Earmarked(e) if *e == id)));
     }
 
     /// Frees every pooled buffer the pool pays for (earmarked ones belong to their tasks);
     /// returns the bytes given back to the budget.
     pub(crate) fn drain(&self) -> u64 {
-        let mut free = self.lock();
-        let mut gone = Vec::new();
-        let mut i = 0;
-        while i < free.len() {
-            if matches!(free[i].hold, Hold::Reserved(_)) {
-                gone.push(free.swap_remove(i));
-            } else {
-                i += 1;
-            }
-        }
-        drop(free);
-        let bytes = gone.iter().map(|p| p.buf.bytes()).sum();
-        drop(gone);
-        bytes
+        let gone = self.remove_where(|h| matches!(h, Hold::Reserved(_)));
+        gone.iter().map(|p| p.buf.bytes()).sum()
+    }
+
+    /// Takes the buffers whose hold matches out of the pool, to be freed by the caller outside
+    /// the lock (unmapping a large buffer is a syscall).
+    fn remove_where(&self, pred: impl Fn(&Hold) -> bool) -> Vec<Pooled> {
+        self.lock().extract_if(.., |p| pred(&p.hold)).collect()
     }
 
     /// Bytes held.

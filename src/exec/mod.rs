@@ -239,6 +239,13 @@ pub(crate) fn execute(
     result
 }
 
+/// What a run holds only while it runs goes back: the store's compression scratch, and, with
+/// `drain`, the pooled buffers.
+fn end_run(buffers: &crate::pool::ChunkPool, store: &ChunkStore, drain: bool) {
+    buffers.end_run(drain);
+    store.release_scratch();
+}
+
 fn run_plan(
     plan: &Lowered,
     store: &Arc<ChunkStore>,
@@ -342,8 +349,7 @@ fn run_plan(
             let mark = crate::pool::earmark_id();
             let mut wants: Vec<u64> = spec.outputs.iter().map(|o| o.1).chain(non_hot).collect();
             let mut reservation = buffers.earmark(mark, &mut wants);
-            let grow =
-                |r: &mut crate::memory::Reservation| r.try_grow(need.saturating_sub(r.bytes()));
+            let grow = |r: &mut Reservation| r.try_grow(need.saturating_sub(r.bytes()));
             if grow(&mut reservation).is_err() {
                 // Pooled buffers the task cannot use go first: they are the cheapest bytes to
                 // give back.
@@ -529,11 +535,9 @@ fn run_plan(
                     let keep = reservation
                         .split(bytes.min(reservation.bytes()))
                         .expect("split within the reservation");
-                    let stored = match copies.next() {
-                        Some(copy) => store.put_reserved_with_copy(key, Arc::new(data), keep, copy),
-                        None => store.put_reserved(key, Arc::new(data), keep),
-                    };
-                    if let Err(e) = stored {
+                    if let Err(e) =
+                        store.put_reserved_with(key, Arc::new(data), keep, copies.next())
+                    {
                         failure.get_or_insert(e);
                     }
                 }
@@ -581,8 +585,7 @@ fn run_plan(
         for s in &plan.sinks {
             s.abort();
         }
-        buffers.end_run(true);
-        store.release_scratch();
+        end_run(buffers, store, true);
         return Err(failure);
     }
     for s in &plan.sinks {
@@ -590,15 +593,13 @@ fn run_plan(
             for s in &plan.sinks {
                 s.abort();
             }
-            buffers.end_run(true);
-            store.release_scratch();
+            end_run(buffers, store, true);
             return Err(e);
         }
     }
     // Pooled buffers stay for the runs that read a persisted array; after any other run the
     // session holds nothing but its stored chunks.
-    buffers.end_run(keep_bytes == 0);
-    store.release_scratch();
+    end_run(buffers, store, keep_bytes == 0);
     sampler.maybe_sample(store, 0, done, true);
     stats.wall_s = started.elapsed().as_secs_f64();
     stats.peak_reserved_bytes = peak_reserved.max(sampler.peak_reserved);

@@ -60,6 +60,7 @@ pub use disk::SpillRead;
 
 use crate::chunk::ChunkData;
 use crate::codec::chunk_bytes;
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::memory::{MemoryBudget, Reservation};
 use crate::pool::ChunkPool;
@@ -318,6 +319,16 @@ impl ChunkStore {
         }
     }
 
+    /// A block to decode a chunk of `dtype` and `shape` into, on one of the recycler's warm
+    /// buffers when it has one; `None` when the pool would not take such a block at all.
+    fn pooled_block(&self, dtype: DType, shape: &[usize]) -> Option<ChunkData> {
+        let bytes = shape.iter().product::<usize>() as u64 * dtype.size_bytes() as u64;
+        self.recycler
+            .get()
+            .filter(|p| p.wants(bytes))
+            .map(|p| p.zeros(dtype, shape))
+    }
+
     /// Gives the compression scratch back to the budget (the end of a run, an empty store).
     pub(crate) fn release_scratch(&self) {
         let r = self
@@ -387,7 +398,7 @@ impl ChunkStore {
             // A few rounds: workers demoting in parallel may take the bytes freed for us.
             for _ in 0..4 {
                 if let Ok(r) = self.budget.try_reserve(bytes) {
-                    self.insert_hot(key, chunk, r);
+                    self.insert_hot(key, chunk, r, None);
                     return Ok(Tier::Hot);
                 }
                 let short = bytes.saturating_sub(self.budget.available_bytes()).max(1);
@@ -396,14 +407,11 @@ impl ChunkStore {
                 }
             }
             if let Ok(r) = self.budget.try_reserve(bytes) {
-                self.insert_hot(key, chunk, r);
+                self.insert_hot(key, chunk, r, None);
                 return Ok(Tier::Hot);
             }
         }
-        let raw = chunk_bytes(&chunk);
-        let rec = self
-            .disk
-            .write(key.0, chunk.dtype(), chunk.shape(), Payload::Raw(&raw))?;
+        let rec = self.write_raw(key, &chunk)?;
         let spilled = rec.len();
         let mut idx = self.lock();
         idx.stats.bytes_spilled += spilled;
@@ -443,71 +451,67 @@ impl ChunkStore {
         &self,
         key: ChunkKey,
         chunk: Arc<ChunkData>,
-        mut reservation: Reservation,
+        reservation: Reservation,
     ) -> Result<()> {
-        let bytes = chunk.nbytes();
-        if reservation.bytes() < bytes {
-            reservation.try_grow(bytes - reservation.bytes())?;
-        }
-        reservation.shrink(reservation.bytes() - bytes);
-        self.insert_hot(key, chunk, reservation);
-        Ok(())
+        self.put_reserved_with(key, chunk, reservation, None)
     }
 
     /// Writes a chunk's bytes to a spill record now, on the calling thread, for a chunk that
     /// is about to be stored and is expected to be demoted later (see
-    /// [`put_reserved_with_copy`](Self::put_reserved_with_copy)): the write then happens
+    /// [`put_reserved_with`](Self::put_reserved_with)): the write then happens
     /// on a worker, in parallel with other work, and the demotion is only a drop.
     ///
     /// # Errors
     /// As the disk tier's writes in [`put`](Self::put).
     pub(crate) fn spill_copy(&self, key: ChunkKey, chunk: &ChunkData) -> Result<SpillCopy> {
-        let raw = chunk_bytes(chunk);
-        let rec = self
-            .disk
-            .write(key.0, chunk.dtype(), chunk.shape(), Payload::Raw(&raw))?;
-        Ok(SpillCopy(rec))
+        self.write_raw(key, chunk).map(SpillCopy)
     }
 
-    /// Like [`put_reserved`](Self::put_reserved), with a copy made by
-    /// [`spill_copy`](Self::spill_copy) already on disk: demoting the chunk later frees its
-    /// RAM without writing anything.
-    pub(crate) fn put_reserved_with_copy(
+    /// Writes a chunk's elements as they are to a spill record.
+    fn write_raw(&self, key: ChunkKey, chunk: &ChunkData) -> Result<Arc<SpillRecord>> {
+        let raw = chunk_bytes(chunk);
+        self.disk
+            .write(key.0, chunk.dtype(), chunk.shape(), Payload::Raw(&raw))
+    }
+
+    /// [`put_reserved`](Self::put_reserved), with a copy made by
+    /// [`spill_copy`](Self::spill_copy) already on disk when one is given: demoting the chunk
+    /// later frees its RAM without writing anything.
+    pub(crate) fn put_reserved_with(
         &self,
         key: ChunkKey,
         chunk: Arc<ChunkData>,
         mut reservation: Reservation,
-        copy: SpillCopy,
+        copy: Option<SpillCopy>,
     ) -> Result<()> {
         let bytes = chunk.nbytes();
         if reservation.bytes() < bytes {
             reservation.try_grow(bytes - reservation.bytes())?;
         }
         reservation.shrink(reservation.bytes() - bytes);
+        self.insert_hot(key, chunk, reservation, copy.map(|c| c.0));
+        Ok(())
+    }
+
+    fn insert_hot(
+        &self,
+        key: ChunkKey,
+        chunk: Arc<ChunkData>,
+        reservation: Reservation,
+        disk: Option<Arc<SpillRecord>>,
+    ) {
+        let spilled = disk.as_ref().map_or(0, |r| r.len());
         let entry = Entry {
             ram: Ram::Hot(HotChunk { chunk, reservation }),
-            disk: Some(copy.0),
+            disk,
             pins: 0,
             claimed: false,
             version: 0,
         };
         let mut idx = self.lock();
-        idx.stats.bytes_spilled += entry.disk.as_ref().map_or(0, |r| r.len());
+        idx.stats.bytes_spilled += spilled;
         let old = idx.insert(key, entry);
         drop(idx);
-        drop(old);
-        Ok(())
-    }
-
-    fn insert_hot(&self, key: ChunkKey, chunk: Arc<ChunkData>, reservation: Reservation) {
-        let entry = Entry {
-            ram: Ram::Hot(HotChunk { chunk, reservation }),
-            disk: None,
-            pins: 0,
-            claimed: false,
-            version: 0,
-        };
-        let old = self.lock().insert(key, entry);
         drop(old);
     }
 
@@ -548,21 +552,11 @@ impl ChunkStore {
             (source, e.version)
         };
         let chunk = Arc::new(match &source {
-            Source::Blob(b) => {
-                let into = self
-                    .recycler
-                    .get()
-                    .filter(|p| p.wants(b.raw_len))
-                    .map(|p| p.zeros(b.dtype, &b.shape));
-                b.decode_into(key.0, into)?
-            }
+            Source::Blob(b) => b.decode_into(key.0, self.pooled_block(b.dtype, &b.shape))?,
             Source::Disk(r) => {
-                let into = self
-                    .recycler
-                    .get()
-                    .filter(|p| p.wants(r.header.raw_len))
-                    .map(|p| p.zeros(r.header.dtype, &r.header.shape));
-                self.disk.read_into(r, into)?
+                let h = &r.header;
+                self.disk
+                    .read_into(r, self.pooled_block(h.dtype, &h.shape))?
             }
         });
         let promoted = if promote {
@@ -829,13 +823,12 @@ impl ChunkStore {
                     None
                 };
                 // `transient` lives until the end of this arm, past the publish below.
+                // A copy exists only when it came out smaller than the chunk.
                 let done = match blob {
-                    Some(b) if b.ratio() >= cfg.min_compression_ratio && b.len() < nbytes => {
-                        Encoded::Compressed(b)
-                    }
+                    Some(b) if b.ratio() >= cfg.min_compression_ratio => Encoded::Compressed(b),
                     // The sample was right to try but the whole chunk compresses too little to
                     // keep in RAM: its compressed bytes are still the smaller write.
-                    Some(b) if b.len() < nbytes => self
+                    Some(b) => self
                         .disk
                         .write(
                             key.0,
@@ -847,15 +840,7 @@ impl ChunkStore {
                             },
                         )
                         .map(Encoded::Spilled)?,
-                    _ => {
-                        let raw = chunk_bytes(&chunk);
-                        Encoded::Spilled(self.disk.write(
-                            key.0,
-                            chunk.dtype(),
-                            chunk.shape(),
-                            Payload::Raw(&raw),
-                        )?)
-                    }
+                    None => Encoded::Spilled(self.write_raw(key, &chunk)?),
                 };
                 // The victim's handle goes before publishing, so that the store's copy is the
                 // last one and its buffer can be recycled.

@@ -359,7 +359,7 @@ fn buffers_of_demoted_chunks_are_recycled_and_reads_reuse_them() {
     let spilled = store.stats().spill_file_bytes;
     let r = budget.try_reserve(8 << 20).unwrap();
     store
-        .put_reserved_with_copy(b, Arc::new(cb.clone()), r, copy)
+        .put_reserved_with(b, Arc::new(cb.clone()), r, Some(copy))
         .unwrap();
     assert_eq!(store.demote_chunk(b).unwrap(), Tier::Disk);
     assert_eq!(store.stats().spill_file_bytes, spilled, "no second write");
